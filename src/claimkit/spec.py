@@ -1,0 +1,219 @@
+"""Claim specs: the pre-registered rules, paper values and sample plans of a paper.
+
+A spec is a TOML file under `fixtures/claims/`. It is validated on load (errors
+name the file, the claim and the field) and hashed; the hash goes into every
+verdict so a report can be tied to the exact rules it was decided by.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+
+
+class SpecError(ValueError):
+    """A claim spec is malformed; the message names file, claim and field."""
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """How many samples and which seeds one profile uses for one claim."""
+
+    n: int
+    seeds: tuple[int, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    id: str
+    title: str
+    paper: str
+    scan_claim: str | None
+    parent: str | None
+    paper_values: Mapping[str, Any]
+    rule: Mapping[str, Any]
+    profiles: Mapping[str, SamplePlan]
+
+    def plan(self, profile: str) -> SamplePlan:
+        """The sample plan for `profile`; sub-claims inherit their parent's plan."""
+        try:
+            return self.profiles[profile]
+        except KeyError:
+            raise SpecError(
+                f"claim {self.id!r} has no sample plan for profile {profile!r} "
+                f"(it has: {', '.join(sorted(self.profiles)) or 'none'})"
+            ) from None
+
+
+@dataclass(frozen=True)
+class PaperSpec:
+    path: Path
+    paper: str
+    title: str
+    arxiv_id: str | None
+    scan: Path | None
+    experiment: Mapping[str, Any]
+    claims: Mapping[str, ClaimSpec]
+    hash: str
+
+    def experiment_for(self, profile: str) -> dict[str, Any]:
+        """Experiment settings with the profile's overrides applied."""
+        base = {k: v for k, v in self.experiment.items() if k != "profiles"}
+        base.update(self.experiment.get("profiles", {}).get(profile, {}))
+        return base
+
+
+def spec_hash(data: Mapping[str, Any]) -> str:
+    """Hash of the parsed spec: formatting and comments do not change it, values do."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def load_spec(path: str | Path) -> PaperSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: claim spec not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    return _parse(path, data)
+
+
+def load_specs(directory: str | Path) -> dict[str, PaperSpec]:
+    """Every spec in `directory`, by paper name; claim ids must be unique across them."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SpecError(f"{directory}: claim spec directory not found")
+    specs: dict[str, PaperSpec] = {}
+    owner: dict[str, Path] = {}
+    for file in sorted(directory.glob("*.toml")):
+        spec = load_spec(file)
+        if spec.paper in specs:
+            raise SpecError(f"{file}: paper {spec.paper!r} is already specified in {specs[spec.paper].path}")
+        for claim_id in spec.claims:
+            if claim_id in owner:
+                raise SpecError(f"{file}: claim {claim_id!r} is already specified in {owner[claim_id]}")
+            owner[claim_id] = file
+        specs[spec.paper] = spec
+    return specs
+
+
+def find_claim(specs: Mapping[str, PaperSpec], claim_id: str) -> tuple[PaperSpec, ClaimSpec]:
+    for spec in specs.values():
+        if claim_id in spec.claims:
+            return spec, spec.claims[claim_id]
+    known = sorted(c for s in specs.values() for c in s.claims)
+    raise SpecError(f"no claim spec has the id {claim_id!r} (known ids: {', '.join(known) or 'none'})")
+
+
+# -- validation ---------------------------------------------------------------
+
+
+def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
+    where = str(path)
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise SpecError(f"{where}: field 'schema' must be {SCHEMA_VERSION}, got {schema!r}")
+    paper = _require(data, "paper", str, where)
+    title = _require(data, "title", str, where)
+    arxiv_id = _optional(data, "arxiv_id", str, where)
+    scan_rel = _optional(data, "scan", str, where)
+    experiment = _optional(data, "experiment", dict, where) or {}
+    raw_claims = _require(data, "claims", dict, where)
+    if not raw_claims:
+        raise SpecError(f"{where}: field 'claims' is empty")
+
+    claims = {cid: _parse_claim(where, paper, cid, raw) for cid, raw in raw_claims.items()}
+    claims = _inherit_plans(where, claims)
+    scan = (path.parent / scan_rel).resolve() if scan_rel else None
+    return PaperSpec(
+        path=path,
+        paper=paper,
+        title=title,
+        arxiv_id=arxiv_id,
+        scan=scan,
+        experiment=experiment,
+        claims=claims,
+        hash=spec_hash(data),
+    )
+
+
+def _parse_claim(file: str, paper: str, cid: str, raw: Any) -> ClaimSpec:
+    where = f"{file}: claim {cid!r}"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: must be a table, got {type(raw).__name__}")
+    parent = _optional(raw, "parent", str, where)
+    scan_claim = _optional(raw, "scan_claim", str, where)
+    if parent is None and not scan_claim:
+        raise SpecError(f"{where}: field 'scan_claim' is required for a top-level claim (or set 'parent')")
+    paper_values = _optional(raw, "paper_values", dict, where) or {}
+    rule = _require(raw, "rule", dict, where)
+    alpha = rule.get("alpha")
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise SpecError(f"{where}: field 'rule.alpha' must be a number in (0, 1), got {alpha!r}")
+    for key in ("equivalence_margin", "threshold", "min_confidence", "min_accuracy", "caft_max_rate"):
+        value = rule.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or not 0 <= value <= 1):
+            raise SpecError(f"{where}: field 'rule.{key}' must be a number in [0, 1], got {value!r}")
+    profiles_raw = _optional(raw, "profiles", dict, where) or {}
+    profiles = {name: _parse_plan(f"{where}: profile {name!r}", plan) for name, plan in profiles_raw.items()}
+    return ClaimSpec(
+        id=cid,
+        title=_require(raw, "title", str, where),
+        paper=paper,
+        scan_claim=scan_claim,
+        parent=parent,
+        paper_values=paper_values,
+        rule=rule,
+        profiles=profiles,
+    )
+
+
+def _parse_plan(where: str, raw: Any) -> SamplePlan:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: must be a table with 'n' and 'seeds'")
+    n = raw.get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise SpecError(f"{where}: field 'n' must be a positive integer, got {n!r}")
+    seeds = raw.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise SpecError(f"{where}: field 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"{where}: field 'seeds' repeats a seed: {seeds!r}")
+    extra = {k: v for k, v in raw.items() if k not in ("n", "seeds")}
+    return SamplePlan(n=n, seeds=tuple(seeds), extra=extra)
+
+
+def _inherit_plans(file: str, claims: dict[str, ClaimSpec]) -> dict[str, ClaimSpec]:
+    """Sub-claims are decided on their parent's samples, so they share its plans."""
+    out = {}
+    for cid, claim in claims.items():
+        if claim.parent is not None:
+            if claim.parent not in claims:
+                raise SpecError(f"{file}: claim {cid!r}: field 'parent' names unknown claim {claim.parent!r}")
+            if not claim.profiles:
+                parent = claims[claim.parent]
+                claim = ClaimSpec(**{**claim.__dict__, "profiles": parent.profiles})
+        out[cid] = claim
+    return out
+
+
+def _require(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in data:
+        raise SpecError(f"{where}: field {key!r} is missing")
+    return _optional(data, key, kind, where)
+
+
+def _optional(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = data.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise SpecError(f"{where}: field {key!r} must be a {kind.__name__}, got {type(value).__name__}")
+    return value

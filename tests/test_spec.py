@@ -1,0 +1,97 @@
+"""Claim specs: the shipped spec loads, and bad specs fail naming file, claim and field."""
+
+from pathlib import Path
+
+import pytest
+
+from claimkit.spec import SpecError, find_claim, load_spec, load_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "fixtures" / "claims"
+
+GOOD = """
+schema = 1
+paper = "demo"
+title = "A demo paper"
+[claims.c-1]
+title = "x beats y"
+scan_claim = "X beats Y."
+paper_values = { x = 0.8 }
+[claims.c-1.rule]
+alpha = 0.05
+[claims.c-1.profiles.organism]
+n = 100
+seeds = [0, 1]
+[claims."c-1.sub"]
+parent = "c-1"
+title = "sub"
+[claims."c-1.sub".rule]
+alpha = 0.05
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "demo.toml"
+    path.write_text(text)
+    return path
+
+
+def test_warning_framed_spec_has_the_five_scan_claims():
+    spec = load_spec(SPECS / "warning_framed.toml")
+    top = [c for c in spec.claims.values() if c.parent is None]
+    assert [c.id for c in top] == ["wf-1", "wf-2", "wf-3", "wf-4", "wf-5"]
+    assert spec.claims["wf-1"].paper_values["L1"] == pytest.approx(0.767)
+    assert spec.claims["wf-1"].plan("smollm2-135m").seeds == (0, 1, 2)
+    assert spec.scan is not None and spec.scan.exists()
+
+
+def test_sub_claims_inherit_their_parents_sample_plans(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.claims["c-1.sub"].plan("organism").n == 100
+
+
+def test_hash_ignores_formatting_but_not_values(tmp_path):
+    a = load_spec(write(tmp_path, GOOD)).hash
+    b = load_spec(write(tmp_path, "# a comment\n" + GOOD.replace("n = 100", "n   =   100"))).hash
+    c = load_spec(write(tmp_path, GOOD.replace("n = 100", "n = 101"))).hash
+    assert a == b != c
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("alpha = 0.05\n[claims.c-1.profiles", "alpha = 5\n[claims.c-1.profiles"), "claim 'c-1': field 'rule.alpha'"),
+        (("seeds = [0, 1]", "seeds = []"), "profile 'organism': field 'seeds'"),
+        (("n = 100", "n = -3"), "field 'n' must be a positive integer"),
+        (('scan_claim = "X beats Y."', ""), "field 'scan_claim' is required"),
+        (('parent = "c-1"', 'parent = "nope"'), "unknown claim 'nope'"),
+        (("schema = 1", "schema = 7"), "field 'schema' must be 1"),
+        (("paper_values = { x = 0.8 }", "paper_values = 3"), "field 'paper_values' must be a dict"),
+    ],
+)
+def test_errors_name_file_claim_and_field(tmp_path, edit, message):
+    path = write(tmp_path, GOOD.replace(*edit, 1))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_invalid_toml_and_missing_file_are_spec_errors(tmp_path):
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(write(tmp_path, "schema = = 1"))
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "missing.toml")
+
+
+def test_unknown_claim_id_lists_the_known_ones():
+    specs = load_specs(SPECS)
+    assert find_claim(specs, "wf-3")[1].title
+    with pytest.raises(SpecError, match="known ids: .*wf-1"):
+        find_claim(specs, "wf-99")
+
+
+def test_a_missing_sample_plan_names_the_profile():
+    claim = load_spec(SPECS / "warning_framed.toml").claims["wf-1"]
+    with pytest.raises(SpecError, match="no sample plan for profile 'laptop'"):
+        claim.plan("laptop")
