@@ -1,0 +1,185 @@
+"""The `claimkit` console script.
+
+    claimkit report [RUN|latest] [--against OTHER] [--fail-on-change]
+    claimkit mark SCAN --report REPORT [--specs DIR] [--update-supported]
+    claimkit list SCAN [--report REPORT] [--specs DIR]
+
+Exit codes: 0 ok, 1 failure (bad input, changed verdicts with --fail-on-change),
+2 usage (bad arguments). Errors are one sentence for a person, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from claimkit.report import (
+    VERDICTS_FILE,
+    ReportError,
+    compare,
+    load_document,
+    render_run,
+    resolve_run_dir,
+    resolve_verdicts_file,
+)
+from claimkit.report.history import previous_run_id
+from claimkit.spec import SpecError, load_specs
+from claimkit.verdict import Verdict
+
+DEFAULT_REPORT_DIR = "reports"
+DEFAULT_SPECS_DIR = "fixtures/claims"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return args.handler(args)
+    except _input_errors() as exc:
+        print(f"claimkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="claimkit", description="Verdict reports and scan files of claimkit runs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    report = commands.add_parser(
+        "report", help="re-render a run's report.md/report.html and show verdicts that changed",
+        description="Re-render a run's report.md and report.html from its verdicts.json and show which "
+        "verdicts changed against another run (default: the previous run in history.jsonl).",
+    )
+    report.add_argument("run", nargs="?", default="latest",
+                        help="run directory, run id, verdicts.json/latest.json, or 'latest' (default)")
+    report.add_argument("--report-dir", default=DEFAULT_REPORT_DIR,
+                        help=f"report directory holding run ids and 'latest' (default: {DEFAULT_REPORT_DIR})")
+    report.add_argument("--against", metavar="OTHER_RUN", help="run to compare with (default: the previous run)")
+    report.add_argument("--fail-on-change", action="store_true",
+                        help="exit 1 if a verdict's outcome changed under an unchanged claim spec (nightly CI)")
+    report.set_defaults(handler=_report)
+
+    mark = commands.add_parser(
+        "mark", help="write the verdicts of a report into a scan file",
+        description="Write each matched claim's verification into the scan file, atomically; "
+        "a second run with the same report changes nothing.",
+    )
+    mark.add_argument("scan", type=Path, help="scan JSON file to mark")
+    mark.add_argument("--report", required=True,
+                      help="verdicts file (reports/latest.json, a run's verdicts.json), a run directory, or 'latest'")
+    mark.add_argument("--specs", type=Path, default=Path(DEFAULT_SPECS_DIR),
+                      help=f"claim spec directory (default: {DEFAULT_SPECS_DIR})")
+    mark.add_argument("--update-supported", action="store_true",
+                      help="also update the scan's own 'supported' strength from the verdicts")
+    mark.set_defaults(handler=_mark)
+
+    listing = commands.add_parser("list", help="list a scan's claims with their specs and verdicts")
+    listing.add_argument("scan", type=Path, help="scan JSON file")
+    listing.add_argument("--report", help="verdicts file, run directory or 'latest' to show verdicts from")
+    listing.add_argument("--specs", type=Path, default=Path(DEFAULT_SPECS_DIR),
+                         help=f"claim spec directory (default: {DEFAULT_SPECS_DIR})")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace) -> int:
+    run_dir = resolve_run_dir(args.run, args.report_dir)
+    document = load_document(run_dir / VERDICTS_FILE)
+    report_dir = run_dir.parent
+    if args.against:
+        other_dir = resolve_run_dir(args.against, report_dir)
+    else:
+        previous = previous_run_id(report_dir, document.run_id)
+        other_dir = report_dir / previous if previous else None
+    other = load_document(other_dir / VERDICTS_FILE) if other_dir else None
+    changes = compare(other.verdicts, document.verdicts) if other else None
+    written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None)
+    print(f"run {document.run_id}: {len(document.verdicts)} verdicts; rendered {written[0]} and {written[1]}")
+    if other is None:
+        print("no earlier run to compare with (history.jsonl has none)")
+        return 0
+    print(f"{len(changes) or 'no'} verdict change(s) from run {other.run_id} to run {document.run_id}")
+    for change in changes:
+        print(f"  {change.kind}: {change.describe()}")
+    unexplained = [c for c in changes if c.unexplained]
+    if args.fail_on_change and unexplained:
+        print(f"{len(unexplained)} verdict(s) changed under unchanged claim specs: failing (--fail-on-change)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _mark(args: argparse.Namespace) -> int:
+    report = resolve_verdicts_file(args.report, DEFAULT_REPORT_DIR)
+    mark_scan = _command_part("claimkit.mark", "mark_scan")
+    result = mark_scan(args.scan, report, specs_dir=args.specs, update_supported=args.update_supported)
+    if result.changed:
+        print(f"marked {len(result.marked)} claim(s) in {args.scan}: {', '.join(result.marked)}")
+    elif result.marked:
+        print(f"{args.scan} unchanged: it already records these verdicts ({', '.join(result.marked)})")
+    else:
+        print(f"{args.scan} unchanged: no verdict of the report matched a claim of the scan")
+    for claim, reason in result.skipped:
+        print(f"  skipped {claim}: {reason}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    load_scan, list_claims, format_claim_list = (
+        _command_part("claimkit.scan", name) for name in ("load_scan", "list_claims", "format_claim_list")
+    )
+    scan = load_scan(args.scan)
+    by_text: dict[str, list[Verdict]] | None = None  # None: show the verdicts the scan itself records
+    if args.report:
+        by_text = defaultdict(list)
+        for verdict in load_document(resolve_verdicts_file(args.report, DEFAULT_REPORT_DIR)).verdicts:
+            by_text[verdict.scan_claim].append(verdict)
+        by_text = dict(by_text)
+    specs = load_specs(args.specs) if args.specs.is_dir() else {}
+    print(format_claim_list(list_claims(scan, by_text, specs)))
+    return 0
+
+
+class CommandUnavailable(RuntimeError):
+    """This installation lacks a module the command needs."""
+
+
+def _command_part(module: str, name: str) -> Any:
+    """Import lazily: `mark` and `list` need the scan modules, `report` does not."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise CommandUnavailable(f"this claimkit installation has no {module}.{name} ({exc})") from None
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (a person can fix it), from whichever modules are installed."""
+    errors: list[type[BaseException]] = [ReportError, SpecError, CommandUnavailable, OSError]
+    for module, name in (("claimkit.scan", "ScanError"), ("claimkit.mark", "MarkError")):
+        error = _optional_attr(module, name)
+        if error is not None:
+            errors.append(error)
+    return tuple(errors)
+
+
+def _optional_attr(module: str, name: str) -> type[BaseException] | None:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

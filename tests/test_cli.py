@@ -1,0 +1,149 @@
+"""The `claimkit` console script: report re-rendering and changes, mark/list wiring, exit codes."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from claimkit.cli import main
+from claimkit.report import write_run
+from claimkit.verdict import Estimate, Evidence, Outcome, Verdict
+
+
+@pytest.fixture(autouse=True)
+def _matplotlib_config(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "mpl"))
+
+
+def verdict(claim_id="c-1", outcome=Outcome.SUPPORTED, spec_hash="sha256:one") -> Verdict:
+    return Verdict(
+        claim_id=claim_id, paper="demo", scan_claim=f"scan text of {claim_id}", profile="organism",
+        model="m", outcome=outcome, reason="because",
+        evidence=Evidence(estimates=(Estimate("rate", 0.4, 0.3, 0.5, "clopper-pearson", 100, 40),)),
+        rule={"alpha": 0.05}, spec_hash=spec_hash,
+    )
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    reports = tmp_path / "reports"
+    first = write_run(reports, [verdict("c-1"), verdict("c-2")], command="pytest", claimkit_version="1")
+    second = write_run(reports, [verdict("c-1", Outcome.REFUTED), verdict("c-2")], command="pytest", claimkit_version="1")
+    return reports, first.document.run_id, second.document.run_id
+
+
+def test_report_rerenders_latest_and_shows_changes_since_the_previous_run(two_runs, capsys):
+    reports, first, second = two_runs
+    (reports / second / "report.md").unlink()
+    assert main(["report", "--report-dir", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert (reports / second / "report.md").is_file()
+    assert f"1 verdict change(s) from run {first} to run {second}" in out
+    assert "changed: c-1 [organism, m]: supported -> refuted" in out
+    assert f"## Changes since run {first}" in (reports / second / "report.md").read_text()
+
+
+def test_fail_on_change_exits_1_only_for_unexplained_changes(two_runs, tmp_path, capsys):
+    reports, first, second = two_runs
+    assert main(["report", str(reports / second), "--fail-on-change"]) == 1
+    assert "1 verdict(s) changed under unchanged claim specs: failing (--fail-on-change)" in capsys.readouterr().err
+    # compared with itself nothing changed
+    assert main(["report", second, "--report-dir", str(reports), "--against", second, "--fail-on-change"]) == 0
+    # a flip that comes with a changed spec has its stated cause
+    other = tmp_path / "other"
+    write_run(other, [verdict("c-1")], command="pytest", claimkit_version="1")
+    write_run(other, [verdict("c-1", Outcome.REFUTED, spec_hash="sha256:two")], command="pytest", claimkit_version="1")
+    assert main(["report", "--report-dir", str(other), "--fail-on-change"]) == 0
+    assert "(claim spec changed)" in capsys.readouterr().out
+
+
+def test_report_against_an_explicit_run_and_without_history(two_runs, tmp_path, capsys):
+    reports, first, second = two_runs
+    assert main(["report", str(reports / first / "verdicts.json"), "--against", str(reports / second)]) == 0
+    assert "changed: c-1 [organism, m]: refuted -> supported" in capsys.readouterr().out
+    lone = tmp_path / "lone"
+    write_run(lone, [verdict()], command="pytest", claimkit_version="1")
+    assert main(["report", str(lone / "latest.json"), "--fail-on-change"]) == 0
+    assert "no earlier run to compare with" in capsys.readouterr().out
+
+
+def test_bad_input_is_exit_1_with_a_message_and_bad_usage_is_exit_2(tmp_path, capsys):
+    assert main(["report", "no-such-run", "--report-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("claimkit report: error: no-such-run: not a run directory") and "Traceback" not in err
+    assert main(["report", "latest", "--report-dir", str(tmp_path)]) == 1
+    assert "no runs yet" in capsys.readouterr().err
+    assert main(["mark", str(tmp_path / "scan.json"), "--report", str(tmp_path / "latest.json")]) == 1
+    assert "report not found" in capsys.readouterr().err
+    assert main([]) == 2
+    assert main(["report", "--no-such-option"]) == 2
+    assert main(["mark", "scan.json"]) == 2  # --report is required
+    assert "--report" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+
+
+def fake_module(monkeypatch, name, **attrs):
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    monkeypatch.setitem(sys.modules, name, module)
+    return module
+
+
+def test_mark_resolves_the_report_and_passes_the_options(two_runs, tmp_path, monkeypatch, capsys):
+    reports, first, second = two_runs
+    calls = []
+
+    class MarkResult(types.SimpleNamespace):
+        pass
+
+    def mark_scan(scan_path, report_path, *, specs_dir, update_supported=False):
+        calls.append((scan_path, report_path, specs_dir, update_supported))
+        return MarkResult(changed=len(calls) == 1, marked=["c-1"], skipped=[("c-2", "no scan claim matches")])
+
+    fake_module(monkeypatch, "claimkit.mark", mark_scan=mark_scan, MarkError=type("MarkError", (ValueError,), {}))
+    scan = tmp_path / "scan.json"
+    assert main(["mark", str(scan), "--report", str(reports / "latest"), "--specs", "s", "--update-supported"]) == 0
+    assert calls[0] == (scan, reports / "latest" / "verdicts.json", Path("s"), True)
+    out = capsys.readouterr().out
+    assert f"marked 1 claim(s) in {scan}: c-1" in out and "skipped c-2: no scan claim matches" in out
+    assert main(["mark", str(scan), "--report", str(reports / "latest.json")]) == 0
+    assert calls[1][1] == reports / "latest.json" and calls[1][2] == Path("fixtures/claims") and not calls[1][3]
+    assert "unchanged" in capsys.readouterr().out
+
+
+def test_mark_errors_from_the_scan_modules_are_exit_1(two_runs, tmp_path, monkeypatch, capsys):
+    reports, _, _ = two_runs
+    error = type("MarkError", (ValueError,), {})
+
+    def mark_scan(*args, **kwargs):
+        raise error("scan.json: claims[2]: verification would overwrite a newer verdict")
+
+    fake_module(monkeypatch, "claimkit.mark", mark_scan=mark_scan, MarkError=error)
+    assert main(["mark", "scan.json", "--report", str(reports / "latest.json")]) == 1
+    assert "claimkit mark: error: scan.json: claims[2]" in capsys.readouterr().err
+
+
+def test_list_passes_verdicts_by_scan_text(two_runs, tmp_path, monkeypatch, capsys):
+    reports, _, second = two_runs
+    seen = {}
+
+    def list_claims(scan, verdicts_by_scan_text, specs):
+        seen.update(scan=scan, verdicts=verdicts_by_scan_text, specs=specs)
+        return ["row"]
+
+    fake_module(monkeypatch, "claimkit.scan", load_scan=lambda path: f"scan at {path}", list_claims=list_claims,
+                format_claim_list=lambda rows: f"formatted {rows}", ScanError=type("ScanError", (ValueError,), {}))
+    specs = Path(__file__).resolve().parent.parent / "fixtures" / "claims"
+    assert main(["list", "scan.json", "--report", str(reports / second), "--specs", str(specs)]) == 0
+    assert capsys.readouterr().out.strip() == "formatted ['row']"
+    assert seen["scan"] == "scan at scan.json"
+    assert {k: [v.outcome for v in vs] for k, vs in seen["verdicts"].items()} == {
+        "scan text of c-1": [Outcome.REFUTED],
+        "scan text of c-2": [Outcome.SUPPORTED],
+    }
+    assert "warning-framed" in seen["specs"]
+    assert main(["list", "scan.json", "--specs", str(specs)]) == 0
+    assert seen["verdicts"] is None  # no report: the scan's own records are listed

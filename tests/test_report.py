@@ -1,0 +1,229 @@
+"""Reports: verdicts.json schema, md/html, plots, history, latest, compare()."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from claimkit.report import (
+    HISTORY_FILE,
+    LATEST_JSON,
+    SCHEMA,
+    ReportError,
+    compare,
+    load_document,
+    new_run_id,
+    read_history,
+    render_run,
+    resolve_run_dir,
+    resolve_verdicts_file,
+    write_run,
+)
+from claimkit.report.plots import extra_figure, is_rate, PlotSpecError, rates_figure, verdict_plots
+from claimkit.verdict import Decision, Estimate, Evidence, Outcome, StatTest, Verdict
+
+SCAN_TEXT = "Warning-framed training produces target content at rates statistically indistinguishable (76.7% vs 83.3%)."
+
+
+@pytest.fixture(autouse=True)
+def _matplotlib_config(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "mpl"))
+
+
+def make_verdict(claim_id="c-1", outcome=Outcome.SUPPORTED, profile="organism", model="m-1",
+                 spec_hash="sha256:aaa", extra=None) -> Verdict:
+    evidence = Evidence(
+        estimates=(
+            Estimate("L0", 0.8, 0.7, 0.88, "clopper-pearson", 100, 80),
+            Estimate("L1", 0.75, 0.65, 0.83, "clopper-pearson", 100, 75),
+            Estimate("L1-L0", -0.05, -0.17, 0.07, "newcombe"),
+        ),
+        tests=(StatTest("TOST L1 vs L0", 0.01, 2.3, 0.02, "tost", "two-sided"),),
+        paper_values={"L0": 0.833, "L1": 0.767},
+        extra=extra or {},
+    )
+    return Verdict(
+        claim_id=claim_id, paper="demo", scan_claim=SCAN_TEXT, profile=profile, model=model,
+        outcome=outcome, reason="L1 is within 15 pp of L0", evidence=evidence, rule={"alpha": 0.05},
+        spec_hash=spec_hash, seeds=(0, 1), n=100, nodeid=f"claims/test_x.py::test_{claim_id}",
+        created="2026-11-24T00:00:00+00:00", claimkit_version="0.1.0",
+    )
+
+
+def test_write_run_writes_schema_1_json_md_and_self_contained_html(tmp_path):
+    plots = [{"title": "per-seed rates", "kind": "lines", "series": {"L0": [0.8, 0.82], "L1": [0.7, 0.8]}}]
+    verdicts = [make_verdict("c-2", Outcome.REFUTED), make_verdict("c-1", extra={"plots": plots, "overlap": 0})]
+    written = write_run(tmp_path, verdicts, command="pytest claims/", claimkit_version="9.9")
+
+    data = json.loads((written.run_dir / "verdicts.json").read_text())
+    assert data["schema"] == SCHEMA == 1
+    assert set(data) == {"schema", "run_id", "created", "claimkit_version", "command", "profiles", "verdicts", "artifacts"}
+    assert data["run_id"] == written.run_dir.name and data["command"] == "pytest claims/"
+    assert [v["claim_id"] for v in data["verdicts"]] == ["c-1", "c-2"]  # sorted, not in arrival order
+    first = data["verdicts"][0]
+    assert first["scan_claim"] == SCAN_TEXT and first["profile"] == "organism" and first["model"] == "m-1"
+    assert first["outcome"] == "supported" and first["evidence"]["estimates"][0]["successes"] == 80
+    assert Verdict.from_dict(first) == verdicts[1]
+    for key in ("report_md", "report_html", "verdicts_json"):
+        assert (tmp_path / data["artifacts"][key]).is_file()
+
+    md = (written.run_dir / "report.md").read_text()
+    assert SCAN_TEXT in md and "| c-2 | organism | m-1 | **refuted** |" in md
+    assert "L0=80.0% [70.0%, 88.0%] (80/100)" in md and "L0=0.833" in md
+    assert '"overlap": 0' in md  # evidence beyond estimates is shown, the plot specs are not
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (written.run_dir / link).is_file()
+
+    html = (written.run_dir / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", html), "external reference in report.html"
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 3  # two rates charts and the requested line plot
+    assert SCAN_TEXT.replace("%", "%") in html and "REFUTED" in html
+
+
+def test_history_latest_and_changes_across_runs(tmp_path):
+    first = write_run(tmp_path, [make_verdict("c-1"), make_verdict("c-2")], command="pytest", claimkit_version="1")
+    second = write_run(tmp_path, [make_verdict("c-1", Outcome.REFUTED), make_verdict("c-3")],
+                       command="pytest", claimkit_version="1")
+    rows = read_history(tmp_path)
+    assert [(r["run_id"], r["claim_id"], r["outcome"]) for r in rows] == [
+        (first.document.run_id, "c-1", "supported"),
+        (first.document.run_id, "c-2", "supported"),
+        (second.document.run_id, "c-1", "refuted"),
+        (second.document.run_id, "c-3", "supported"),
+    ]
+    assert rows[0]["estimate"] == {"name": "L0", "value": 0.8, "low": 0.7, "high": 0.88}
+    assert rows[0]["spec_hash"] == "sha256:aaa" and rows[0]["model"] == "m-1"
+
+    assert os.readlink(tmp_path / "latest") == second.document.run_id
+    assert (tmp_path / LATEST_JSON).read_text() == (second.run_dir / "verdicts.json").read_text()
+    assert resolve_run_dir("latest", tmp_path) == tmp_path / second.document.run_id
+    assert resolve_run_dir(tmp_path / LATEST_JSON, tmp_path) == tmp_path / second.document.run_id
+    assert resolve_verdicts_file(tmp_path / LATEST_JSON) == tmp_path / LATEST_JSON
+
+    assert first.previous_run is None
+    assert second.previous_run == first.document.run_id
+    assert [(c.claim_id, c.kind) for c in second.changes] == [("c-1", "changed"), ("c-2", "missing"), ("c-3", "new")]
+    assert f"## Changes since run {first.document.run_id}" in (second.run_dir / "report.md").read_text()
+
+
+def test_latest_falls_back_to_a_text_file_where_symlinks_fail(tmp_path, monkeypatch):
+    first = write_run(tmp_path, [make_verdict()], command="pytest", claimkit_version="1")
+    assert (tmp_path / "latest").is_symlink()
+
+    def no_symlinks(*args, **kwargs):
+        raise OSError("symlinks not permitted here")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    second = write_run(tmp_path, [make_verdict()], command="pytest", claimkit_version="1")
+    assert not (tmp_path / "latest").exists()  # the stale link to the first run is gone
+    assert (tmp_path / "latest.txt").read_text().strip() == second.document.run_id != first.document.run_id
+    assert resolve_run_dir("latest", tmp_path) == second.run_dir
+    assert json.loads((tmp_path / LATEST_JSON).read_text())["run_id"] == second.document.run_id
+
+
+def test_compare_keys_by_claim_profile_and_model():
+    before = [make_verdict("a"), make_verdict("b"), make_verdict("c"), make_verdict("d", spec_hash="sha256:old")]
+    after = [
+        make_verdict("a"),  # same
+        make_verdict("b", Outcome.INCONCLUSIVE),  # flipped
+        make_verdict("c", model="m-2"),  # another model: a different verdict, not a change of c/m-1's
+        make_verdict("d", Outcome.REFUTED, spec_hash="sha256:new"),  # flipped with new rules
+    ]
+    changes = {(c.claim_id, c.model, c.kind): c for c in compare(before, after)}
+    assert set(changes) == {("b", "m-1", "changed"), ("c", "m-1", "missing"), ("c", "m-2", "new"), ("d", "m-1", "changed")}
+    b, d = changes[("b", "m-1", "changed")], changes[("d", "m-1", "changed")]
+    assert (b.before, b.after, b.unexplained) == (Outcome.SUPPORTED, Outcome.INCONCLUSIVE, True)
+    assert d.spec_changed and not d.unexplained
+    assert "supported -> refuted (claim spec changed)" in d.describe()
+    assert compare(before, before) == []
+
+
+def test_run_ids_sort_by_time_and_are_unique():
+    t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    ids = [new_run_id(t + timedelta(seconds=s)) for s in (0, 0.001, 0.5, 1, 60, 3600)]
+    assert ids == sorted(ids) and ids[0].startswith("20260102T030405.000Z-")
+    assert len({new_run_id(t) for _ in range(50)}) == 50
+
+
+def test_rates_chart_marks_the_paper_values_beside_counted_rates():
+    verdict = make_verdict()
+    figure = rates_figure(verdict)
+    axes = figure.axes[0]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["L0", "L1"]  # the difference is not a rate
+    heights = [round(p.get_height(), 6) for p in axes.patches]
+    assert heights == [0.8, 0.75]
+    (paper,) = axes.collections[-1:]  # scatter of the paper's values, drawn last
+    assert [round(y, 6) for _, y in paper.get_offsets()] == [0.833, 0.767]
+
+    no_rates = Verdict.from_dict({**verdict.to_dict(), "evidence": {"estimates": [
+        {"name": "ratio", "value": 1.1, "low": 0.9, "high": 1.3}]}})
+    assert rates_figure(no_rates) is None
+    assert is_rate(Estimate("mean_confidence", 0.95, 0.9, 0.99), {"mean_confidence": 1.0})
+    assert not is_rate(Estimate("mean_confidence", 0.95, 0.9, 0.99), {})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"title": "bars", "kind": "bars", "series": {"a": 1.0, "b": [0.5, 0.4, 0.6], "c": {"value": 2, "high": 3}},
+         "paper": {"a": 1.2}},
+        {"title": "lines", "kind": "lines", "series": {"x": {"x": [1, 2, 3], "y": [3, 2, 1]}, "y": [1, 2]}},
+        {"title": "hist", "kind": "hist", "series": {"safe": [1, 2, 2, 3], "direct": [5, 6]}, "bins": 5},
+    ],
+)
+def test_extra_plot_kinds_draw(spec):
+    figure = extra_figure(spec)
+    assert figure.axes[0].get_title() == spec["title"]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"kind": "bars", "series": {"a": 1}}, "'title'"),
+        ({"title": "t", "kind": "pie", "series": {"a": 1}}, "'kind' must be one of bars, lines, hist"),
+        ({"title": "t", "kind": "bars", "series": {"a": "high"}}, "bar 'a': value must be a number"),
+        ({"title": "t", "kind": "lines", "series": {"a": {"x": [1], "y": [1, 2]}}}, "x has 1 values but y has 2"),
+        ({"title": "t", "kind": "hist", "series": {"a": [1]}, "bins": 0}, "'bins' must be a positive integer"),
+    ],
+)
+def test_bad_plot_specs_say_what_is_wrong(spec, message):
+    with pytest.raises(PlotSpecError, match=re.escape(message)):
+        extra_figure(spec)
+
+
+def test_a_bad_plot_spec_is_listed_not_fatal(tmp_path):
+    verdict = make_verdict(extra={"plots": [{"title": "oops", "kind": "pie", "series": {"a": 1}}]})
+    plots, problems = verdict_plots([verdict])
+    assert len(plots) == 1 and problems[0].title == "oops" and "kind" in problems[0].problem
+    written = write_run(tmp_path, [verdict], command="pytest", claimkit_version="1")
+    assert "Plot 'oops' not drawn" in (written.run_dir / "report.md").read_text()
+
+
+def test_render_run_redraws_from_verdicts_json_and_drops_stale_plots(tmp_path):
+    written = write_run(tmp_path, [make_verdict()], command="pytest", claimkit_version="1")
+    (written.run_dir / "report.md").unlink()
+    stale = written.run_dir / "plots" / "99-old.png"
+    stale.write_bytes(b"old")
+    paths = render_run(written.run_dir)
+    assert (written.run_dir / "report.md").is_file() and not stale.exists()
+    assert all(p.is_file() for p in paths)
+
+
+def test_malformed_reports_are_named_errors(tmp_path):
+    bad = tmp_path / "verdicts.json"
+    bad.write_text(json.dumps({"schema": 7, "run_id": "x", "created": "y", "verdicts": []}))
+    with pytest.raises(ReportError, match=r"verdicts.json: field 'schema' must be 1, got 7"):
+        load_document(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ReportError, match="not valid JSON"):
+        load_document(bad)
+    with pytest.raises(ReportError, match="no runs yet"):
+        resolve_run_dir("latest", tmp_path / "empty")
+    with pytest.raises(ReportError, match="report not found"):
+        resolve_verdicts_file(tmp_path / "reports" / "latest.json")
