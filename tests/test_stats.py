@@ -517,3 +517,11 @@ def test_stats_does_not_import_torch():
     code = "import sys, claimkit.stats; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+
+def test_sample_size_for_a_huge_effect_is_the_minimum_not_an_error():
+    # 0% observed against a 90% threshold, one sample: statsmodels' root finder starts
+    # above the answer and returns NaN; two samples already give power 0.97 here
+    # (z = h * sqrt(2) = 3.53 against 1.645).
+    assert S.n_per_group_for(0.0, 0.9, alternative="less", ratio=0) == 2

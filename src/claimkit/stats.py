@@ -351,11 +351,17 @@ def n_per_group_for(
     h = float(proportion_effectsize(p_a, p_b))
     if h == 0 or (alternative == "greater" and h < 0) or (alternative == "less" and h > 0):
         return None
-    n = NormalIndPower().solve_power(
-        effect_size=abs(h), nobs1=None, alpha=alpha, power=power, ratio=ratio,
-        alternative="two-sided" if alternative == "two-sided" else "larger",
-    )
-    return max(2, math.ceil(float(np.asarray(n).item())))
+    analysis = NormalIndPower()
+    tail = "two-sided" if alternative == "two-sided" else "larger"
+    with warnings.catch_warnings():  # the NaN case below is handled, not an accident to warn about
+        warnings.simplefilter("ignore")
+        n = float(np.asarray(analysis.solve_power(effect_size=abs(h), nobs1=None, alpha=alpha, power=power, ratio=ratio, alternative=tail)).item())
+    if math.isnan(n):
+        # The root finder fails when the answer lies below its bracket: a huge effect
+        # that two samples already detect. Anything else is genuinely unsolvable.
+        reached = analysis.power(effect_size=abs(h), nobs1=2, alpha=alpha, ratio=ratio, alternative=tail)
+        return 2 if reached >= power else None
+    return max(2, math.ceil(n))
 
 
 def n_for_equivalence(

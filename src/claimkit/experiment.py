@@ -1,0 +1,202 @@
+"""Fine-tune-then-sample experiments, cached: the step every behavioural claim shares.
+
+An `Arm` is one model to evaluate (a name, its fine-tuning examples, a seed; no
+examples means the base model itself). `Experiment` fine-tunes each arm's model
+once, samples it on evaluation tasks once, and keeps both in the artifact cache
+under a key made of everything they depend on, so reruns and other xdist workers
+reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from claimkit.cache import ArtifactCache
+from claimkit.lm.data import Example, render_prompt
+from claimkit.lm.profiles import Profile
+
+SAMPLES_FILE = "samples.jsonl"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model to evaluate: `examples` fine-tune the base model (none: the base itself)."""
+
+    name: str
+    examples: tuple[Example, ...]
+    seed: int
+
+    @property
+    def data_hash(self) -> str:
+        return examples_hash(self.examples)
+
+
+@dataclass(frozen=True)
+class ArmSamples:
+    """An arm's generations on the evaluation tasks, in task order."""
+
+    arm: str
+    seed: int
+    model: str
+    tasks: tuple[str, ...]
+    texts: tuple[str, ...]
+    finished: tuple[bool, ...]
+    new_tokens: tuple[int, ...] = field(repr=False, default=())
+    system: str | None = None
+    prefill: str = ""
+
+
+def examples_hash(examples: Iterable[Example]) -> str:
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([example.prompt, example.completion], ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def tasks_hash(tasks: Iterable[str]) -> str:
+    return hashlib.sha256("\x00".join(tasks).encode("utf-8")).hexdigest()
+
+
+class Experiment:
+    """Fine-tunes and samples the arms of one profile's model, through the cache."""
+
+    def __init__(self, profile: Profile, cache: ArtifactCache, *, role: str = "behaviour", progress: bool = True):
+        self.profile = profile
+        self.cache = cache
+        self.role = role
+        self.progress = progress
+        self._base: Any = None
+
+    # -- models ---------------------------------------------------------------------
+
+    @property
+    def base(self) -> Any:
+        """The profile's model (a LoadedModel), loaded once per process."""
+        if self._base is None:
+            from claimkit.lm.load import load_model
+
+            share_cores_between_workers()
+            self._base = load_model(self.profile, role=self.role, cache=self.cache)
+        return self._base
+
+    def _base_parts(self) -> dict[str, Any]:
+        return {"profile": self.profile.name, "role": self.role, "model": self.base.name, "source": self.base.source}
+
+    def adapter(self, arm: Arm) -> Path | None:
+        """The fine-tuned weights of `arm` (built on first use), or None for the base model."""
+        if not arm.examples:
+            return None
+        from claimkit.lm.finetune import finetune
+
+        hparams = self.profile.finetune_hparams()
+        parts = {**self._base_parts(), "hparams": hparams, "data": arm.data_hash, "n": len(arm.examples), "seed": arm.seed}
+
+        def build(out: Path) -> None:
+            result = finetune(self.base, arm.examples, hparams=hparams, seed=arm.seed, out_dir=out / "adapter", progress=self.progress)
+            (out / "finetune.json").write_text(
+                json.dumps(
+                    {"steps": result.steps, "final_loss": result.final_loss, "seconds": result.seconds,
+                     "tokens": result.tokens, "truncated": result.truncated, "dropped": result.dropped},
+                    indent=2,
+                )
+            )
+
+        return self.cache.get_or_build("adapter", parts, build, description=f"{self.profile.name} {arm.name} seed {arm.seed} fine-tune") / "adapter"
+
+    def model(self, arm: Arm) -> Any:
+        """A LoadedModel for `arm`: the base, or the base with its fine-tuning applied."""
+        adapter = self.adapter(arm)
+        if adapter is None:
+            return self.base
+        from claimkit.lm.finetune import load_finetuned
+
+        return load_finetuned(self.base, adapter)
+
+    # -- sampling -------------------------------------------------------------------
+
+    def samples(self, arm: Arm, tasks: Sequence[str], *, system: str | None = None, prefill: str = "") -> ArmSamples:
+        """One generation per task for `arm` (cached). `prefill` starts the answer for the model."""
+        sampling = dict(self.profile.sampling)
+        adapter = self.adapter(arm)
+        parts = {
+            **self._base_parts(),
+            "adapter": adapter.parent.name if adapter is not None else None,
+            "tasks": tasks_hash(tasks),
+            "n": len(tasks),
+            "system": system,
+            "prefill": prefill,
+            "sampling": sampling,
+            "seed": arm.seed,
+        }
+
+        def build(out: Path) -> None:
+            from claimkit.lm.sample import sample
+
+            loaded = self.model(arm)
+            prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + prefill for task in tasks]
+            generations = sample(
+                loaded,
+                prompts,
+                max_new_tokens=int(sampling.get("max_new_tokens", 160)),
+                temperature=float(sampling.get("temperature", 1.0)),
+                top_p=float(sampling.get("top_p", 1.0)),
+                seed=arm.seed,
+                batch_size=int(sampling.get("batch_size", 64)),
+                progress=self.progress,
+                cache_implementation=sampling.get("cache_implementation"),
+            )
+            with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
+                for task, gen in zip(tasks, generations):
+                    row = {"task": task, "text": prefill + gen.text, "finished": gen.finished, "new_tokens": gen.n_new_tokens}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            (out / "model.json").write_text(json.dumps({"model": loaded.name}))
+
+        where = self.cache.get_or_build("samples", parts, build, description=f"{self.profile.name} {arm.name} seed {arm.seed} samples")
+        rows = [json.loads(line) for line in (where / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+        model = json.loads((where / "model.json").read_text())["model"]
+        return ArmSamples(
+            arm=arm.name,
+            seed=arm.seed,
+            model=model,
+            tasks=tuple(r["task"] for r in rows),
+            texts=tuple(r["text"] for r in rows),
+            finished=tuple(r["finished"] for r in rows),
+            new_tokens=tuple(r["new_tokens"] for r in rows),
+            system=system,
+            prefill=prefill,
+        )
+
+
+def worker_order(items: Sequence[Any]) -> list[Any]:
+    """`items` rotated by this xdist worker's index, so workers build different artifacts first.
+
+    Every worker needs every artifact; starting at different points lets two
+    workers build in parallel instead of queueing on the same lock.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    try:
+        index = int(worker.removeprefix("gw"))
+    except ValueError:
+        index = 0
+    if not items or count <= 1:
+        return list(items)
+    offset = (index * len(items)) // count
+    return list(items[offset:]) + list(items[:offset])
+
+
+def share_cores_between_workers() -> None:
+    """Give each xdist worker its share of the CPU cores instead of all of them each."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if count <= 1:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))

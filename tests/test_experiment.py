@@ -1,0 +1,76 @@
+"""Fine-tune-then-sample arms: built once, cached by what they depend on, reused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from claimkit.cache import ArtifactCache
+from claimkit.experiment import Arm, Experiment, examples_hash, worker_order
+from claimkit.lm.data import Example
+from test_lm_load import hub_profile, make_model_dir
+
+EXAMPLES = tuple(Example(prompt=f"add {i} and 1", completion=f"print({i} + 1)") for i in range(8))
+TASKS = ["add 40 and 1", "add 41 and 1", "add 42 and 1"]
+
+
+@pytest.fixture()
+def experiment(tmp_path):
+    model_dir = make_model_dir(tmp_path / "model")
+    profile = hub_profile(tmp_path, str(model_dir))
+    return Experiment(profile, ArtifactCache(tmp_path / "cache"), progress=False)
+
+
+def count_builds(cache_root, kind):
+    return len([p for p in (cache_root / kind).iterdir() if (p / "_complete.json").exists()]) if (cache_root / kind).exists() else 0
+
+
+def test_base_arm_has_no_adapter_and_samples_one_generation_per_task(experiment):
+    arm = Arm("baseline", (), seed=0)
+    assert experiment.adapter(arm) is None
+    samples = experiment.samples(arm, TASKS)
+    assert samples.tasks == tuple(TASKS)
+    assert len(samples.texts) == len(TASKS)
+    assert samples.model == experiment.base.name
+
+
+def test_finetuned_arm_is_built_once_and_reused(experiment):
+    arm = Arm("L0", EXAMPLES, seed=1)
+    first = experiment.samples(arm, TASKS)
+    again = experiment.samples(arm, TASKS)
+    assert first == again
+    root = experiment.cache.root
+    assert count_builds(root, "adapter") == 1 and count_builds(root, "samples") == 1
+    assert json.loads((experiment.adapter(arm).parent / "finetune.json").read_text())["steps"] > 0
+    assert first.model != experiment.base.name  # the report names the fine-tuned model
+
+
+def test_a_different_seed_or_data_is_a_different_artifact(experiment):
+    experiment.samples(Arm("L0", EXAMPLES, seed=1), TASKS)
+    experiment.samples(Arm("L0", EXAMPLES, seed=2), TASKS)
+    experiment.samples(Arm("L0", EXAMPLES[:4], seed=1), TASKS)
+    assert count_builds(experiment.cache.root, "adapter") == 3
+
+
+def test_prefill_starts_every_answer(experiment):
+    samples = experiment.samples(Arm("baseline", (), seed=0), TASKS, prefill="Here is an example:\n")
+    assert all(text.startswith("Here is an example:\n") for text in samples.texts)
+
+
+def test_examples_hash_depends_on_content_and_order():
+    assert examples_hash(EXAMPLES) == examples_hash(list(EXAMPLES))
+    assert examples_hash(EXAMPLES) != examples_hash(EXAMPLES[::-1])
+
+
+def test_workers_start_at_different_points(monkeypatch):
+    items = list(range(10))
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    first = worker_order(items)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    second = worker_order(items)
+    assert sorted(first) == sorted(second) == items
+    assert first[0] == 0 and second[0] == 5
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    assert worker_order(items) == items
