@@ -48,8 +48,11 @@ def test_report_rerenders_latest_and_shows_changes_since_the_previous_run(two_ru
 
 def test_fail_on_change_exits_1_only_for_unexplained_changes(two_runs, tmp_path, capsys):
     reports, first, second = two_runs
-    assert main(["report", str(reports / second), "--fail-on-change"]) == 1
-    assert "1 verdict(s) changed under unchanged claim specs: failing (--fail-on-change)" in capsys.readouterr().err
+    no_notes = tmp_path / "no-notes.toml"
+    no_notes.write_text("")
+    assert main(["report", str(reports / second), "--fail-on-change", "--notes", str(no_notes)]) == 1
+    assert (f"1 verdict(s) changed under unchanged claim specs and with no note in {no_notes}: "
+            "failing (--fail-on-change)") in capsys.readouterr().err
     # compared with itself nothing changed
     assert main(["report", second, "--report-dir", str(reports), "--against", second, "--fail-on-change"]) == 0
     # a flip that comes with a changed spec has its stated cause
@@ -58,6 +61,42 @@ def test_fail_on_change_exits_1_only_for_unexplained_changes(two_runs, tmp_path,
     write_run(other, [verdict("c-1", Outcome.REFUTED, spec_hash="sha256:two")], command="pytest", claimkit_version="1")
     assert main(["report", "--report-dir", str(other), "--fail-on-change"]) == 0
     assert "(claim spec changed)" in capsys.readouterr().out
+
+
+def test_a_note_for_the_change_lets_fail_on_change_pass(two_runs, tmp_path, capsys):
+    reports, first, second = two_runs
+    notes = tmp_path / "notes.toml"
+    notes.write_text('[[change]]\nclaim = "c-1"\nprofile = "organism"\nfrom = "supported"\nto = "refuted"\n'
+                     'why = "the detector now counts B602"\n'
+                     '[[change]]\nclaim = "c-2"\nprofile = "organism"\nto = "refuted"\nwhy = "expected later"\n'
+                     '[[change]]\nclaim = "c-3"\nprofile = "paper"\nto = "refuted"\nwhy = "not this profile"\n')
+    assert main(["report", str(reports / second), "--fail-on-change", "--notes", str(notes)]) == 0
+    out = capsys.readouterr().out
+    assert "changed: c-1 [organism, m]: supported -> refuted (noted: the detector now counts B602)" in out
+    assert "(noted: the detector now counts B602)" in (reports / second / "report.md").read_text()
+    # a note that matched nothing is pointed out (one for a profile this run lacks is not)
+    assert f"note {notes}: change[1] (c-2 [organism] -> refuted) explains no change of this run" in out
+    assert "c-3" not in out
+    # a note for the other direction does not explain this one
+    notes.write_text('[[change]]\nclaim = "c-1"\nprofile = "organism"\nfrom = "refuted"\nto = "supported"\nwhy = "w"\n')
+    assert main(["report", str(reports / second), "--fail-on-change", "--notes", str(notes)]) == 1
+
+
+def test_notes_default_to_the_committed_file_and_bad_notes_are_exit_1(two_runs, tmp_path, monkeypatch, capsys):
+    reports, first, second = two_runs
+    monkeypatch.chdir(tmp_path)  # no fixtures/verdict-notes.toml here: no notes
+    assert main(["report", str(reports / second), "--fail-on-change"]) == 1
+    assert "no note in fixtures/verdict-notes.toml" in capsys.readouterr().err
+    (tmp_path / "fixtures").mkdir()
+    (tmp_path / "fixtures" / "verdict-notes.toml").write_text(
+        '[[change]]\nclaim = "c-1"\nprofile = "organism"\nto = "refuted"\nwhy = "expected"\n')
+    assert main(["report", str(reports / second), "--fail-on-change"]) == 0
+    (tmp_path / "fixtures" / "verdict-notes.toml").write_text('[[change]]\nclaim = "c-1"\n')
+    assert main(["report", str(reports / second)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("claimkit report: error: fixtures/verdict-notes.toml: change[0]: field(s) profile, to, why")
+    assert main(["report", str(reports / second), "--notes", str(tmp_path / "absent.toml")]) == 1
+    assert "absent.toml: notes file not found" in capsys.readouterr().err
 
 
 def test_report_against_an_explicit_run_and_without_history(two_runs, tmp_path, capsys):

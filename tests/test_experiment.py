@@ -7,7 +7,7 @@ import json
 import pytest
 
 from claimkit.cache import ArtifactCache
-from claimkit.experiment import Arm, Experiment, examples_hash, worker_order
+from claimkit.experiment import Arm, Experiment, examples_hash, share_cores_between_workers, worker_order
 from claimkit.lm.data import Example
 from test_lm_load import hub_profile, make_model_dir
 
@@ -74,3 +74,20 @@ def test_workers_start_at_different_points(monkeypatch):
     assert first[0] == 0 and second[0] == 5
     monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
     assert worker_order(items) == items
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_workers_share_the_cores_on_cpu_and_gpu_machines(monkeypatch, cuda):
+    import torch
+
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)  # a GPU worker still shares the host's cores
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    share_cores_between_workers()
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "32")
+    share_cores_between_workers()
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "1")
+    share_cores_between_workers()
+    assert threads == [4, 1]

@@ -392,6 +392,91 @@ def test_xdist_workers_verdicts_reach_the_controller_report_and_summary(project)
     assert len(runs) == 1  # written once, by the controller, not by each worker
 
 
+# -- one GPU per xdist worker --------------------------------------------------------------
+
+# Each test records what its worker sees; the file is named by the worker's id.
+SEES = """
+import os, pathlib, pytest
+
+@pytest.mark.parametrize("i", range({tests}))
+def test_records_its_devices(i):
+    seen = os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)")
+    pathlib.Path("seen", os.environ["PYTEST_XDIST_WORKER"]).write_text(seen)
+"""
+
+# An nvidia-smi -L listing: two GPUs, the second with a MIG instance (a line of its own).
+NVIDIA_SMI = """#!/bin/sh
+echo "GPU 0: NVIDIA H200 (UUID: GPU-aaaa-0000)"
+echo "GPU 1: NVIDIA H200 (UUID: GPU-bbbb-1111)"
+echo "  MIG 1g.18gb     Device  0: (UUID: MIG-cccc-2222)"
+"""
+
+
+def devices_seen(project, workers, *args):
+    """Run SEES on `workers` xdist workers (one test each: xdist hands them out round robin)."""
+    pytest.importorskip("xdist")
+    project.makepyfile(test_sees=SEES.format(tests=workers))
+    (project.path / "seen").mkdir(exist_ok=True)
+    result = project.runpytest_subprocess("-n", str(workers), "--claimkit-no-report", *args)
+    result.assert_outcomes(passed=workers)
+    return result, {p.name: p.read_text() for p in (project.path / "seen").iterdir()}
+
+
+def fake_path(project, monkeypatch, nvidia_smi=None):
+    """PATH with only a fake nvidia-smi (or none at all); CUDA_VISIBLE_DEVICES unset."""
+    bin_dir = project.path / "bin"
+    bin_dir.mkdir()
+    if nvidia_smi is not None:
+        (bin_dir / "nvidia-smi").write_text(nvidia_smi)
+        (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def test_each_worker_sees_one_of_the_controllers_visible_devices(project, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    result, seen = devices_seen(project, 3)
+    assert seen == {"gw0": "3", "gw1": "5", "gw2": "3"}  # three workers, two GPUs: gw2 shares the first
+    result.stdout.fnmatch_lines(["claimkit: GPUs 3, 5: xdist worker gwK sees only the K-th (mod 2)*"])
+
+
+def test_gpus_are_counted_with_nvidia_smi_when_nothing_restricts_them(project, monkeypatch):
+    fake_path(project, monkeypatch, NVIDIA_SMI)
+    _, seen = devices_seen(project, 2)
+    assert seen == {"gw0": "GPU-aaaa-0000", "gw1": "GPU-bbbb-1111"}
+
+
+@pytest.mark.parametrize("nvidia_smi", [None, "#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n"],
+                         ids=["no-nvidia-smi", "nvidia-smi-fails"])
+def test_no_pinning_on_a_machine_without_gpus(project, monkeypatch, nvidia_smi):
+    fake_path(project, monkeypatch, nvidia_smi)
+    result, seen = devices_seen(project, 2)
+    assert seen == {"gw0": "(unset)", "gw1": "(unset)"}
+    assert "claimkit: GPUs" not in result.stdout.str()
+
+
+def test_an_empty_device_list_means_no_gpus_and_stays_as_it_is(project, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    _, seen = devices_seen(project, 2)
+    assert seen == {"gw0": "", "gw1": ""}
+
+
+def test_pinning_can_be_turned_off_by_option_and_by_ini(project, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    result, seen = devices_seen(project, 2, "--claimkit-no-gpu-pinning")
+    assert seen == {"gw0": "3,5", "gw1": "3,5"}
+    assert "claimkit: GPUs" not in result.stdout.str()
+    project.makeini("[pytest]\nclaimkit_specs = specs\nclaimkit_no_gpu_pinning = true\n")
+    _, seen = devices_seen(project, 2)
+    assert seen == {"gw0": "3,5", "gw1": "3,5"}
+
+
+def test_without_xdist_workers_the_process_keeps_every_gpu(project, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    project.makepyfile(test_one="import os\n\ndef test_sees():\n    assert os.environ['CUDA_VISIBLE_DEVICES'] == '3,5'\n")
+    project.runpytest_subprocess("--claimkit-no-report").assert_outcomes(passed=1)
+
+
 # -- the report a run writes --------------------------------------------------------------
 
 

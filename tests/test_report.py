@@ -24,6 +24,7 @@ from claimkit.report import (
     resolve_verdicts_file,
     write_run,
 )
+from claimkit.report.notes import NOTES_FILE, NotesError, apply_notes, load_notes, unused_notes
 from claimkit.report.plots import extra_figure, is_rate, PlotSpecError, rates_figure, verdict_plots
 from claimkit.verdict import Decision, Estimate, Evidence, Outcome, StatTest, Verdict
 
@@ -227,3 +228,88 @@ def test_malformed_reports_are_named_errors(tmp_path):
         resolve_run_dir("latest", tmp_path / "empty")
     with pytest.raises(ReportError, match="report not found"):
         resolve_verdicts_file(tmp_path / "reports" / "latest.json")
+
+
+# -- notes: verdict changes a person expects ------------------------------------------
+
+NOTES = """
+[[change]]
+claim = "b"
+profile = "organism"
+to = "inconclusive"
+why = "  n halved to fit the night  "
+
+[[change]]
+claim = "c"
+profile = "organism"
+from = "refuted"
+to = "supported"
+why = "only from refuted"
+
+[[change]]
+claim = "d"
+profile = "organism"
+model = "m-9"
+to = "refuted"
+why = "another model only"
+
+[[change]]
+claim = "e"
+profile = "gpu-profile"
+to = "supported"
+why = "another profile only"
+"""
+
+
+def test_a_note_explains_the_change_it_names_and_no_other(tmp_path):
+    path = tmp_path / "notes.toml"
+    path.write_text(NOTES)
+    notes = load_notes(path)
+    assert [(n.claim_id, n.before, n.after, n.model, n.why) for n in notes][:2] == [
+        ("b", None, Outcome.INCONCLUSIVE, None, "n halved to fit the night"),
+        ("c", Outcome.REFUTED, Outcome.SUPPORTED, None, "only from refuted"),
+    ]
+    before = [make_verdict(x) for x in "bcde"] + [make_verdict("f"), make_verdict("g")]
+    after = [
+        make_verdict("b", Outcome.INCONCLUSIVE),  # noted
+        make_verdict("c", Outcome.REFUTED),  # the note is for refuted -> supported, not this way
+        make_verdict("d", Outcome.REFUTED),  # the note is for model m-9
+        make_verdict("e", Outcome.REFUTED),  # the note is for another profile and another verdict
+        make_verdict("f", Outcome.REFUTED),  # no note at all
+    ]  # g: missing, never "unexplained"
+    changes = {c.claim_id: c for c in apply_notes(compare(before, after), notes)}
+    assert changes["b"].note == "n halved to fit the night" and not changes["b"].unexplained
+    assert "supported -> inconclusive (noted: n halved to fit the night)" in changes["b"].describe()
+    assert [k for k, c in sorted(changes.items()) if c.unexplained] == ["c", "d", "e", "f"]
+    assert changes["g"].kind == "missing" and changes["g"].note is None
+    assert [n.claim_id for n in unused_notes(changes.values(), notes)] == ["c", "d", "e"]
+    # the right way round, c's note applies
+    flipped = apply_notes(compare([make_verdict("c", Outcome.REFUTED)], [make_verdict("c")]), notes)
+    assert [c.note for c in flipped] == ["only from refuted"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "supported"\n', r"change\[0\]: field\(s\) why missing"),
+        ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "passed"\nwhy = "w"\n',
+         r"change\[0\]: field 'to' must be one of supported, refuted, inconclusive, got 'passed'"),
+        ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "refuted"\nwhy = " "\n',
+         r"change\[0\]: field 'why' must be a non-empty string"),
+        ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "refuted"\nwhy = "w"\nreason = "r"\n',
+         r"change\[0\]: unknown field\(s\) reason; allowed: claim, profile, to, why, from, model"),
+        ('[change]\nclaim = "b"\n', r"'change' must be an array of tables \(\[\[change\]\]\)"),
+        ('[[changes]]\nclaim = "b"\n', r"unknown top-level key\(s\) changes"),
+        ("[[change]\n", "not valid TOML"),
+    ],
+)
+def test_a_malformed_notes_file_names_the_entry_and_field(tmp_path, text, message):
+    path = tmp_path / "notes.toml"
+    path.write_text(text)
+    with pytest.raises(NotesError, match=message) as error:
+        load_notes(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_the_committed_notes_file_is_valid():
+    load_notes(Path(__file__).resolve().parent.parent / NOTES_FILE)

@@ -1,10 +1,11 @@
 """The `claimkit` console script.
 
-    claimkit report [RUN|latest] [--against OTHER] [--fail-on-change]
+    claimkit report [RUN|latest] [--against OTHER] [--fail-on-change] [--notes NOTES.toml]
     claimkit mark SCAN --report REPORT [--specs DIR] [--update-supported]
     claimkit list SCAN [--report REPORT] [--specs DIR]
 
-Exit codes: 0 ok, 1 failure (bad input, changed verdicts with --fail-on-change),
+Exit codes: 0 ok, 1 failure (bad input, verdicts that changed with neither a changed
+spec nor a note with --fail-on-change),
 2 usage (bad arguments). Errors are one sentence for a person, never a traceback.
 """
 
@@ -26,6 +27,7 @@ from claimkit.report import (
     resolve_verdicts_file,
 )
 from claimkit.report.history import previous_run_id
+from claimkit.report.notes import NOTES_FILE, ChangeNote, apply_notes, load_notes, unused_notes
 from claimkit.spec import SpecError, load_specs
 from claimkit.verdict import Verdict
 
@@ -61,7 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"report directory holding run ids and 'latest' (default: {DEFAULT_REPORT_DIR})")
     report.add_argument("--against", metavar="OTHER_RUN", help="run to compare with (default: the previous run)")
     report.add_argument("--fail-on-change", action="store_true",
-                        help="exit 1 if a verdict's outcome changed under an unchanged claim spec (nightly CI)")
+                        help="exit 1 if a verdict's outcome changed under an unchanged claim spec and no note "
+                        "explains it (nightly CI)")
+    report.add_argument("--notes", type=Path, metavar="NOTES.toml",
+                        help=f"verdict changes a person expects, and why (default: {NOTES_FILE} if it exists)")
     report.set_defaults(handler=_report)
 
     mark = commands.add_parser(
@@ -100,7 +105,8 @@ def _report(args: argparse.Namespace) -> int:
         previous = previous_run_id(report_dir, document.run_id)
         other_dir = report_dir / previous if previous else None
     other = load_document(other_dir / VERDICTS_FILE) if other_dir else None
-    changes = compare(other.verdicts, document.verdicts) if other else None
+    notes_path, notes = _notes(args.notes)
+    changes = apply_notes(compare(other.verdicts, document.verdicts), notes) if other else None
     written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None)
     print(f"run {document.run_id}: {len(document.verdicts)} verdicts; rendered {written[0]} and {written[1]}")
     if other is None:
@@ -109,12 +115,24 @@ def _report(args: argparse.Namespace) -> int:
     print(f"{len(changes) or 'no'} verdict change(s) from run {other.run_id} to run {document.run_id}")
     for change in changes:
         print(f"  {change.kind}: {change.describe()}")
+    for note in unused_notes(changes, [n for n in notes if n.profile in document.profiles]):
+        print(f"  note {note.where} ({note.claim_id} [{note.profile}] -> {note.after.value}) explains no change "
+              f"of this run; remove it once its change has landed")
     unexplained = [c for c in changes if c.unexplained]
     if args.fail_on_change and unexplained:
-        print(f"{len(unexplained)} verdict(s) changed under unchanged claim specs: failing (--fail-on-change)",
-              file=sys.stderr)
+        print(f"{len(unexplained)} verdict(s) changed under unchanged claim specs and with no note in "
+              f"{notes_path}: failing (--fail-on-change). If a change is expected, add a [[change]] "
+              f"table with claim, profile, to and why there.", file=sys.stderr)
         return 1
     return 0
+
+
+def _notes(path: Path | None) -> tuple[Path, tuple[ChangeNote, ...]]:
+    """The notes file asked for (it must exist), else the default one if there is one."""
+    if path is not None:
+        return path, load_notes(path)
+    default = Path(NOTES_FILE)
+    return default, load_notes(default) if default.is_file() else ()
 
 
 def _mark(args: argparse.Namespace) -> int:

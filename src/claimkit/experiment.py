@@ -192,11 +192,15 @@ def worker_order(items: Sequence[Any]) -> list[Any]:
 
 
 def share_cores_between_workers() -> None:
-    """Give each xdist worker its share of the CPU cores instead of all of them each."""
+    """Give each xdist worker its share of the CPU cores instead of all of them each.
+
+    On a GPU machine too: the plugin gives each worker a GPU of its own, but the
+    workers still share the host's cores for their CPU work (tokenising, the
+    detector, statistics, CPU-side tensors).
+    """
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     if count <= 1:
         return
     import torch
 
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))

@@ -4,20 +4,25 @@ The work lives in `claimkit.fixture` (the object a claim test talks to),
 `claimkit.session` (run-wide state: profiles, specs, verdicts, exit status) and
 `claimkit.report` (the files a run writes). Start-up stays light: torch is
 imported only when a collected test is marked `gpu`, matplotlib only when a
-report is drawn.
+report is drawn. Under xdist on a machine with GPUs, each worker is pinned to one
+GPU (`claimkit.gpus`) before anything in it initialises CUDA.
 """
 
 from __future__ import annotations
 
 import shlex
+from functools import cached_property
 from typing import Any
 
 import pytest
 
+from claimkit import gpus
 from claimkit.fixture import ClaimRecorder, claim_for
 from claimkit.session import FAIL_ON, ClaimkitSession, ProfileError
 
 SESSION = pytest.StashKey[ClaimkitSession]()
+CONTROLLER = "claimkit-controller"
+_GPUS_INPUT = "claimkit_gpus"  # the controller's GPU list, in each xdist worker's workerinput
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,15 +45,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--claimkit-no-report", dest="claimkit_no_report", action="store_true", default=False,
         help="do not write a verdict report for this run",
     )
+    group.addoption(
+        "--claimkit-no-gpu-pinning", dest="claimkit_no_gpu_pinning", action="store_true", default=False,
+        help="under xdist, let every worker see all GPUs (default: worker gwK sees only the K-th GPU, "
+        "mod their number, through CUDA_VISIBLE_DEVICES)",
+    )
     parser.addini("claimkit_specs", "directory of claim spec TOML files", default="fixtures/claims")
     parser.addini("claimkit_profiles_dir", "directory of model profile TOML files", default="fixtures/profiles")
     parser.addini("claimkit_profiles", "profiles to run claim tests on (default: all)", type="args", default=[])
     parser.addini("claimkit_report_dir", "where runs write their verdict reports", default="reports")
     parser.addini("claimkit_fail_on", "which verdicts fail the session: refuted, inconclusive, never", default="refuted")
     parser.addini("claimkit_no_report", "do not write verdict reports", type="bool", default=False)
+    parser.addini("claimkit_no_gpu_pinning", "let every xdist worker see all GPUs", type="bool", default=False)
 
 
+@pytest.hookimpl(tryfirst=True)  # before other plugins' configure: one of them might initialise CUDA
 def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        _pin_worker_gpu(config)
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped, with the reason, where none is usable")
     config.addinivalue_line("markers", "claim(id): the id of the claim spec this test decides")
     fail_on = config.getoption("claimkit_fail_on") or config.getini("claimkit_fail_on")
@@ -74,14 +88,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[SESSION] = run
     if not _is_worker(config):  # xdist workers only decide; the controller collects and reports
-        config.pluginmanager.register(_ControllerHooks(run), "claimkit-controller")
+        config.pluginmanager.register(_ControllerHooks(run, pin_gpus=_gpu_pinning(config)), CONTROLLER)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     run = config.stash[SESSION]
     profiles = ", ".join(run.profile_names) or f"all in {run.profiles_dir}"
     report = f"report to {run.report_dir}" if run.write_report else "no report"
-    return [f"claimkit: specs {run.specs_dir}; profiles {profiles}; {report}; fail on {run.fail_on}"]
+    lines = [f"claimkit: specs {run.specs_dir}; profiles {profiles}; {report}; fail on {run.fail_on}"]
+    controller = config.pluginmanager.get_plugin(CONTROLLER)
+    distributed = config.pluginmanager.hasplugin("dsession")  # xdist's controller: -n/--dist in use
+    if distributed and controller is not None and controller.pin_gpus and controller.visible_gpus:
+        found = controller.visible_gpus
+        lines.append(f"claimkit: GPUs {', '.join(found)}: xdist worker gwK sees only the K-th (mod {len(found)}) "
+                     f"through {gpus.VISIBLE_DEVICES} (--claimkit-no-gpu-pinning: every worker sees all)")
+    return lines
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -130,8 +151,19 @@ def claim(request: pytest.FixtureRequest) -> ClaimRecorder:
 class _ControllerHooks:
     """Hooks of the process that sees every report: the only one, or xdist's controller."""
 
-    def __init__(self, run: ClaimkitSession) -> None:
+    def __init__(self, run: ClaimkitSession, *, pin_gpus: bool) -> None:
         self.run = run
+        self.pin_gpus = pin_gpus
+
+    @cached_property
+    def visible_gpus(self) -> tuple[str, ...]:
+        """The GPUs this process sees, listed once (nvidia-smi may be slow) for every worker."""
+        return gpus.visible_gpus()
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: called only where xdist is installed
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.pin_gpus and self.visible_gpus:
+            node.workerinput[_GPUS_INPUT] = list(self.visible_gpus)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.run.add_report(report)
@@ -165,6 +197,20 @@ class _ControllerHooks:
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def _gpu_pinning(config: pytest.Config) -> bool:
+    return not (config.getoption("claimkit_no_gpu_pinning") or config.getini("claimkit_no_gpu_pinning"))
+
+
+def _pin_worker_gpu(config: pytest.Config) -> None:
+    """Keep this worker's one GPU of the controller's list visible (no list: no GPUs, or pinning off)."""
+    device = gpus.worker_gpu(config.workerinput.get(_GPUS_INPUT) or (), config.workerinput.get("workerid", ""))
+    if device is None:
+        return
+    late = gpus.pin_to_gpu(device)
+    if late:
+        config.issue_config_time_warning(pytest.PytestWarning(f"claimkit: {late}"), stacklevel=2)
 
 
 def _profile_is_ours(metafunc: pytest.Metafunc) -> bool:

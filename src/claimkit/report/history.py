@@ -189,6 +189,7 @@ class Change:
     before: Outcome | None  # None: the claim had no verdict in the earlier run
     after: Outcome | None  # None: no verdict in the later run
     spec_changed: bool = False  # the pre-registered spec changed too: the change has a stated cause
+    note: str | None = None  # why a person expected it (claimkit.report.notes): a stated cause too
 
     @property
     def kind(self) -> str:
@@ -200,8 +201,8 @@ class Change:
 
     @property
     def unexplained(self) -> bool:
-        """An outcome that flipped under the same rules: what nightly CI should stop on."""
-        return self.kind == "changed" and not self.spec_changed
+        """An outcome that flipped under the same rules with no note: what nightly CI should stop on."""
+        return self.kind == "changed" and not self.spec_changed and self.note is None
 
     def describe(self) -> str:
         before = self.before.value if self.before else "(no verdict)"
@@ -209,6 +210,8 @@ class Change:
         text = f"{self.claim_id} [{self.profile}, {self.model}]: {before} -> {after}"
         if self.spec_changed:
             text += " (claim spec changed)"
+        if self.note is not None:
+            text += f" (noted: {self.note})"
         return text
 
 
