@@ -3,6 +3,8 @@ samples follow softmax(logits / T) (nucleus-filtered), and a failing compile fal
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -210,6 +212,23 @@ def test_a_failing_compiled_step_falls_back_to_eager(loaded, prompts):
     with pytest.warns(RuntimeWarning, match="compiled decode step failed .*inductor exploded"):
         again = decoder.generate(input_ids, attention_mask, **kw)
     assert torch.equal(again, eager) and not decoder.compile
+
+
+def test_the_compiled_step_traces_and_gives_the_eager_answers(loaded, prompts, monkeypatch):
+    """The decode step under torch.compile (aot_eager on a CPU: dynamo and functionalisation, no C++ compiler)."""
+    import claimkit.lm.fast_sample as fast_sample
+
+    monkeypatch.setattr(fast_sample, "COMPILE_OPTIONS", {"backend": "aot_eager", "dynamic": False})
+    input_ids, attention_mask = left_pad(
+        [encode_prompt("completion", loaded.tokenizer, p) for p in prompts], loaded.tokenizer.pad_token_id, "cpu"
+    )
+    kw = dict(max_new_tokens=6, temperature=1.0, top_p=1.0, stop_ids=[2], pad_id=0, seed=5)
+    eager = Decoder(loaded.model).generate(input_ids, attention_mask, **kw)
+    decoder = Decoder(loaded.model, compile=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
+        compiled = [decoder.generate(input_ids, attention_mask, **kw) for _ in range(2)]  # the 2nd: a new cache
+    assert decoder.compile and all(torch.equal(c, eager) for c in compiled)
 
 
 def test_compile_is_ignored_off_cuda(loaded, prompts):

@@ -36,6 +36,10 @@ from claimkit.lm.sample import Generation, _cut, batch_seed, eos_token_ids, left
 # GPU, and waiting every step would stall the queue of launched kernels.
 FINISHED_CHECK_EVERY = 8
 
+# torch.compile settings of the one-token step: CUDA graphs (reduce-overhead) over
+# fixed shapes, as transformers compiles generate's decode step for a static cache.
+COMPILE_OPTIONS: dict[str, Any] = {"mode": "reduce-overhead", "fullgraph": False, "dynamic": False}
+
 
 def sample_fast(
     loaded: LoadedModel,
@@ -191,10 +195,11 @@ class Decoder:
         import torch
 
         if self._compiled is None:
-            compiled = torch.compile(self._forward, mode="reduce-overhead", fullgraph=False, dynamic=False)
+            compiled = torch.compile(self._forward, **COMPILE_OPTIONS)
 
             def step(*args: Any) -> Any:
-                torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are consumed
+                if torch.cuda.is_available():
+                    torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are consumed
                 return compiled(*args)
 
             self._compiled = step
