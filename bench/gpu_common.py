@@ -80,12 +80,13 @@ def matmul_params(model: Any) -> int:
 
 
 def versions_line() -> str:
-    import importlib.metadata as md
+    """transformers and peft as imported (an overlay on sys.path can differ from the installed metadata)."""
+    import importlib
 
     found = []
     for name in ("transformers", "peft"):
         try:
-            found.append(f"{name} {md.version(name)}")
-        except md.PackageNotFoundError:
+            found.append(f"{name} {importlib.import_module(name).__version__}")
+        except ImportError:
             found.append(f"{name} missing")
     return ", ".join(found) + f", python {sys.version.split()[0]}"
