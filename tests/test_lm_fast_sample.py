@@ -91,6 +91,25 @@ def test_greedy_equals_generate_on_a_sliding_window_model(tmp_path, prompts):
     assert [g.token_ids for g in sample_fast(gemma, prompts, **kw)] == [g.token_ids for g in sample(gemma, prompts, **kw)]
 
 
+def test_greedy_equals_generate_under_a_residual_edit_and_an_unmerged_adapter(loaded, prompts, tmp_path):
+    """What interventions and merge=False arms hand the sampler: hooks on decoder layers, a peft wrapper."""
+    from claimkit.lm.activations import residual_hook
+    from claimkit.lm.finetune import finetune, load_finetuned
+    from test_lm_finetune import examples, hparams
+
+    kw = dict(max_new_tokens=8, temperature=0.0, top_p=1.0, seed=0, batch_size=len(prompts), progress=False)
+    with residual_hook(loaded.model, 0, lambda hidden: hidden * 1.5):
+        edited = sample_fast(loaded, prompts, **kw)
+        assert [g.token_ids for g in edited] == [g.token_ids for g in sample(loaded, prompts, **kw)]
+    assert [g.token_ids for g in edited] != [g.token_ids for g in sample_fast(loaded, prompts, **kw)]
+
+    adapter = tmp_path / "adapter"
+    finetune(loaded, examples(8), hparams=hparams(loaded, epochs=1), seed=0, out_dir=adapter, progress=False)
+    peft_model = load_finetuned(loaded, adapter, merge=False)
+    assert hasattr(peft_model.model, "get_base_model")
+    assert [g.token_ids for g in sample_fast(peft_model, prompts, **kw)] == [g.token_ids for g in sample(peft_model, prompts, **kw)]
+
+
 def test_sample_with_sampler_fast_is_the_fast_path(loaded, prompts):
     kw = dict(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3, batch_size=2, progress=False)
     assert sample(loaded, prompts, sampler="fast", **kw) == sample_fast(loaded, prompts, **kw)

@@ -102,7 +102,7 @@ class Decoder:
         self._compiled: Callable[..., Any] | None = None
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes kwargs on
         params = inspect.signature(base.forward).parameters
-        # transformers <= 5.2x names the cache argument past_key_values, later versions `cache`
+        # transformers 5.17 names the cache argument past_key_values, 5.24 `cache` (the old name deprecated)
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self.keeps_last_logits = "logits_to_keep" in params
 
