@@ -131,13 +131,14 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
             seconds = time.perf_counter() - started
             break
         except torch.OutOfMemoryError:
-            if micro == 1:
-                raise
-            optimizer.zero_grad(set_to_none=True)
-            gc.collect()
-            torch.cuda.empty_cache()
-            print(f"    micro-batch {micro} ran out of GPU memory; trying {micro // 2}")
-            micro //= 2
+            pass  # freed below: inside this block the traceback still holds the step's activations
+        if micro == 1:
+            raise RuntimeError("(a) even micro-batch 1 ran out of GPU memory; is the GPU shared (nvidia-smi)?")
+        optimizer.zero_grad(set_to_none=True)
+        gc.collect()
+        torch.cuda.empty_cache()
+        print(f"    micro-batch {micro} ran out of GPU memory; trying {micro // 2}", flush=True)
+        micro //= 2
 
     tokens = steps * batch * seq
     flops_per_token = 4 * n_base + 6 * n_lora + 12 * shape["num_hidden_layers"] * seq * shape["num_attention_heads"] * shape["head_dim"]
