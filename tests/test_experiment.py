@@ -91,3 +91,19 @@ def test_workers_share_the_cores_on_cpu_and_gpu_machines(monkeypatch, cuda):
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "1")
     share_cores_between_workers()
     assert threads == [4, 1]
+
+
+def test_the_profile_chooses_the_fast_sampler(tmp_path, monkeypatch):
+    import claimkit.lm.fast_sample as fast_sample
+    from claimkit.lm.profiles import parse_profile_file
+
+    model_dir = make_model_dir(tmp_path / "model")
+    file = hub_profile(tmp_path, str(model_dir)).path
+    file.write_text(file.read_text().replace("[sampling]\n", '[sampling]\nsampler = "fast"\n'))
+    experiment = Experiment(parse_profile_file(file), ArtifactCache(tmp_path / "cache"), progress=False)
+    calls = []
+    real = fast_sample.sample_fast
+    monkeypatch.setattr(fast_sample, "sample_fast", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    samples = experiment.samples(Arm("baseline", (), seed=0), TASKS)
+    assert len(calls) == 1 and calls[0]["compile"] is False and calls[0]["batch_size"] == 4
+    assert len(samples.texts) == len(TASKS)

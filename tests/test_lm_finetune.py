@@ -202,3 +202,21 @@ def test_learning_rate_schedule():
     assert cfg.lr_at(12, 12) == pytest.approx(0.1)
     constant = TrainConfig(epochs=1, batch_size=1, lr=0.3, max_length=8, schedule="constant")
     assert {constant.lr_at(s, 10) for s in range(10)} == {0.3}
+
+
+def test_tokens_count_every_prompt_and_completion_token_of_every_epoch(loaded, tmp_path):
+    data = examples(6, seed=2)
+    per_epoch = 0
+    for example in data:
+        prompt, completion = render_example("completion", loaded.tokenizer, example)
+        per_epoch += len(encode_prompt("completion", loaded.tokenizer, prompt)) + len(encode_completion(loaded.tokenizer, completion))
+    result = finetune(loaded, data, hparams=hparams(loaded, epochs=3, batch_size=4), seed=0, out_dir=tmp_path / "a", progress=False)
+    assert result.tokens == 3 * per_epoch
+    assert len(result.losses) == result.steps == 3 * 2 and all(isinstance(x, float) for x in result.losses)
+
+
+def test_adamw_is_fused_only_for_cuda_tensors():
+    from claimkit.lm.finetune import _fused_on_cuda
+
+    assert _fused_on_cuda([torch.zeros(2, requires_grad=True)]) == {}
+    assert _fused_on_cuda([]) == {}

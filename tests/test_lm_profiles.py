@@ -109,6 +109,9 @@ def test_per_role_format_override(tmp_path):
         (("epochs = 1", "epochs = 1\nwarmup = 3"), r"unknown field\(s\) 'finetune.warmup' \(known: epochs,"),
         (("r = 4", "r = 4\nrank = 4"), "unknown field.*'lora.rank'"),
         (("max_new_tokens = 8", "max_new_tokens = 8\ntop_k = 5"), "unknown field.*'sampling.top_k'"),
+        (("batch_size = 4", "batch_size = 4\nsampler = \"vllm\""), "field 'sampling.sampler' must be one of generate, fast"),
+        (("batch_size = 4", "batch_size = 4\nsampler = \"fast\"\ncompile = 1"), "field 'sampling.compile' must be a boolean"),
+        (("batch_size = 4", "batch_size = 4\ncompile = true"), "'sampling.compile' applies to sampler = \"fast\" only"),
     ],
 )
 def test_malformed_profiles_name_file_and_field(tmp_path, change, message):
@@ -152,3 +155,13 @@ def test_missing_profile_lists_the_known_ones(tmp_path):
         load_profile("huge", tmp_path)
     with pytest.raises(ProfileError, match="not valid TOML"):
         parse_profile_file(write(tmp_path, "kind = ", name="broken"))
+
+
+def test_fast_sampler_settings_are_accepted(tmp_path):
+    from claimkit.lm.profiles import SAMPLERS
+    from claimkit.lm.sample import SAMPLERS as SAMPLE_SAMPLERS
+
+    assert SAMPLERS == SAMPLE_SAMPLERS
+    text = MINIMAL_HUB.replace("batch_size = 4", 'batch_size = 4\nsampler = "fast"\ncompile = true')
+    profile = parse_profile_file(write(tmp_path, text))
+    assert (profile.sampling["sampler"], profile.sampling["compile"]) == ("fast", True)

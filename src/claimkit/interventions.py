@@ -365,6 +365,8 @@ def _cached_samples(
                 batch_size=int(sampling.get("batch_size", 64)),
                 progress=experiment.progress,
                 cache_implementation=sampling.get("cache_implementation"),
+                sampler=str(sampling.get("sampler", "generate")),
+                compile=bool(sampling.get("compile", False)),
             )
         with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
             for task, gen in zip(tasks, generations):

