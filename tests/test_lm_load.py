@@ -351,6 +351,23 @@ def test_gguf_profile_loads_a_gguf_file_from_a_distribution(tmp_path, model_dirs
         torch.testing.assert_close(loaded.model(ids).logits, reference.model(ids).logits)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed")
+def test_gguf_special_tokens_come_from_the_file(tmp_path, model_dirs):
+    """A tokenizer whose bos/eos were swapped on load (transformers 5.17) gets the file's own back."""
+    from transformers import AutoTokenizer
+
+    from claimkit.lm.load import gguf_special_token_ids, restore_gguf_special_tokens
+
+    gguf_file = write_tiny_gguf(model_dirs[0], tmp_path / "tiny.gguf")
+    assert gguf_special_token_ids(gguf_file) == {"bos": 1, "eos": 2}
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=gguf_file.name)
+    right = (tokenizer.convert_ids_to_tokens(1), tokenizer.convert_ids_to_tokens(2))
+    tokenizer.bos_token, tokenizer.eos_token = right[1], right[0]  # what 5.17's converter does
+    restore_gguf_special_tokens(tokenizer, gguf_special_token_ids(gguf_file))
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (1, 2)
+    assert (tokenizer.bos_token, tokenizer.eos_token) == right
+
+
 def _smollm2_installed() -> bool:
     import importlib.metadata
 

@@ -136,7 +136,35 @@ def _load_gguf(profile: Profile, role: str, source: Any, device: str, dtype: Any
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not read the GGUF file {path}: {exc}") from exc
+    restore_gguf_special_tokens(tokenizer, gguf_special_token_ids(path))
     return path.stem, str(path), model.to(device), tokenizer
+
+
+def gguf_special_token_ids(path: Path) -> dict[str, int]:
+    """The bos/eos token ids that the GGUF file itself declares (`tokenizer.ggml.*_token_id`)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    ids = {}
+    for name in ("bos", "eos"):
+        field = reader.get_field(f"tokenizer.ggml.{name}_token_id")
+        if field is not None:
+            ids[name] = int(field.contents())
+    return ids
+
+
+def restore_gguf_special_tokens(tokenizer: Any, ids: dict[str, int]) -> None:
+    """Make the tokenizer's bos/eos the file's own.
+
+    transformers 5.17's GGUF tokenizer converter swaps them and takes both from the
+    bos id (integrations/ggml.py, GGUFLlamaConverter.tokenizer), so SmolLM2 would end
+    every fine-tuning answer with <|im_start|> instead of <|im_end|>. Later releases
+    read them right, and then this changes nothing.
+    """
+    for name, token_id in ids.items():
+        token = tokenizer.convert_ids_to_tokens(token_id)
+        if token is not None and getattr(tokenizer, f"{name}_token_id") != token_id:
+            setattr(tokenizer, f"{name}_token", token)
 
 
 def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any) -> tuple[str, str, Any, Any]:
