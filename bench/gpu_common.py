@@ -23,19 +23,23 @@ H200_HBM_BYTES_PER_S = 4.8e12
 H200_BF16_FLOP_PER_S = 989e12
 
 
-def load_bench_model(*, tiny: bool, device: str | None = None) -> Any:
+def load_bench_model(*, tiny: bool, device: str | None = None, dtype: str | None = None) -> Any:
     """A LoadedModel: SmolLM2-135M-Instruct (profile smollm2-135m), or the tiny random chat Llama."""
+    import torch
+
     from claimkit.lm.load import load_model
     from claimkit.lm.profiles import load_profile
+
+    torch_dtype = getattr(torch, dtype) if dtype else None
 
     if tiny:
         from test_lm_load import hub_profile, make_model_dir
 
         where = Path(tempfile.mkdtemp(prefix="claimkit-bench-tiny-"))
         model_dir = make_model_dir(where / "llama", "llama", seed=0, chat=True)
-        return load_model(hub_profile(where, str(model_dir), fmt="chat"), device=device or "cpu")
+        return load_model(hub_profile(where, str(model_dir), fmt="chat"), device=device or "cpu", dtype=torch_dtype)
     profile = load_profile("smollm2-135m", ROOT / "fixtures" / "profiles")
-    return load_model(profile, device=device)
+    return load_model(profile, device=device, dtype=torch_dtype)
 
 
 def device_line() -> str:

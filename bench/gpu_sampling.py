@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--skip-plain", action="store_true", help="do not time the generate path (it is the slow one)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random Llama (CPU smoke test) instead of SmolLM2")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["default", "float32", "bfloat16"], default="default",
+                        help="model dtype (default: the loader's, bf16 on CUDA); float32 separates bf16 near-ties from bugs")
+    parser.add_argument("--greedy-only", action="store_true", help="only the greedy checks, no timed runs")
     parser.add_argument("--hbm-tbps", type=float, default=gpu_common.H200_HBM_BYTES_PER_S / 1e12, help="assumed HBM TB/s")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12, help="assumed bf16 TFLOP/s")
     args = parser.parse_args()
@@ -63,7 +66,7 @@ def main() -> None:
 
     print(device_line())
     print(gpu_common.versions_line())
-    loaded = load_bench_model(tiny=args.tiny)
+    loaded = load_bench_model(tiny=args.tiny, dtype=None if args.dtype == "default" else args.dtype)
     print(f"model: {loaded.name} on {loaded.device} in {loaded.dtype}, format {loaded.format}, "
           f"attention {getattr(loaded.model.config, '_attn_implementation', '?')}")  # fmt: skip
     prompts = build_prompts(loaded, n_prompts)
@@ -76,6 +79,9 @@ def main() -> None:
         greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True)
     elif args.compile:
         print("note: compile applies on CUDA only; the fast+compile runs below are eager")
+    generate_against_itself(loaded, prompts[: args.greedy_check], new_tokens)
+    if args.greedy_only:
+        return
 
     runs: list[Run] = []
     if not args.skip_plain:
@@ -159,6 +165,22 @@ def greedy_check(loaded: Any, prompts: Sequence[str], new_tokens: int, *, compil
     where = f"; differing answers first differ at token {sorted(diverge)}" if diverge else ""
     label = "fast+compile" if compile else "fast"
     print(f"greedy equality, {label} vs generate: {same}/{len(prompts)} answers identical{where}", flush=True)
+
+
+def generate_against_itself(loaded: Any, prompts: Sequence[str], new_tokens: int) -> None:
+    """The control for greedy_check: generate at batch 8 against generate at the whole batch.
+
+    Different batching changes padding and kernels, and in bf16 that alone flips
+    near-ties; as many differences here as in greedy_check point at numerics, not a bug.
+    """
+    from claimkit.lm.sample import sample
+
+    kw = dict(max_new_tokens=new_tokens, temperature=0.0, top_p=1.0, seed=0, progress=False, sampler="generate")
+    whole = sample(loaded, list(prompts), batch_size=len(prompts), **kw)
+    small = sample(loaded, list(prompts), batch_size=min(8, len(prompts)), **kw)
+    same = sum(a.token_ids == b.token_ids for a, b in zip(whole, small))
+    print(f"greedy equality, generate batch {min(8, len(prompts))} vs generate batch {len(prompts)}: "
+          f"{same}/{len(prompts)} answers identical", flush=True)
 
 
 def gib(value: float) -> str:
