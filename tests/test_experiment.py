@@ -107,3 +107,14 @@ def test_the_profile_chooses_the_fast_sampler(tmp_path, monkeypatch):
     samples = experiment.samples(Arm("baseline", (), seed=0), TASKS)
     assert len(calls) == 1 and calls[0]["compile"] is False and calls[0]["batch_size"] == 4
     assert len(samples.texts) == len(TASKS)
+
+
+def test_a_tokenizer_with_another_eos_does_not_reuse_adapters(experiment, tmp_path):
+    """Fine-tuning ends answers with eos, so adapters are keyed by the tokenizer's special tokens too."""
+    arm = Arm("L0", EXAMPLES, seed=0)
+    first = experiment.adapter(arm)
+    tokenizer = experiment.base.tokenizer
+    other = next(t for t in tokenizer.convert_ids_to_tokens(list(range(4))) if t != tokenizer.eos_token)
+    tokenizer.eos_token = other  # what transformers 5.17 does to SmolLM2's GGUF tokenizer
+    assert experiment.adapter(arm) != first
+    assert count_builds(tmp_path / "cache", "adapter") == 2

@@ -85,8 +85,17 @@ class Experiment:
             self._base = load_model(self.profile, role=self.role, cache=self.cache)
         return self._base
 
-    def _base_parts(self) -> dict[str, Any]:
-        return {"profile": self.profile.name, "role": self.role, "model": self.base.name, "source": self.base.source}
+    def base_parts(self) -> dict[str, Any]:
+        """What every cached artifact of this experiment depends on: profile, role, base model, tokenizer.
+
+        The special tokens are part of it because fine-tuning ends each answer with
+        eos: a loader that reads them differently (transformers 5.17 on GGUF files)
+        must not reuse adapters trained with other ones.
+        """
+        tokenizer = self.base.tokenizer
+        special = {name: getattr(tokenizer, f"{name}_token", None) for name in ("bos", "eos", "pad")}
+        return {"profile": self.profile.name, "role": self.role, "model": self.base.name, "source": self.base.source,
+                "special_tokens": special}
 
     def adapter(self, arm: Arm) -> Path | None:
         """The fine-tuned weights of `arm` (built on first use), or None for the base model."""
@@ -95,7 +104,7 @@ class Experiment:
         from claimkit.lm.finetune import finetune
 
         hparams = self.profile.finetune_hparams()
-        parts = {**self._base_parts(), "hparams": hparams, "data": arm.data_hash, "n": len(arm.examples), "seed": arm.seed}
+        parts = {**self.base_parts(), "hparams": hparams, "data": arm.data_hash, "n": len(arm.examples), "seed": arm.seed}
 
         def build(out: Path) -> None:
             result = finetune(self.base, arm.examples, hparams=hparams, seed=arm.seed, out_dir=out / "adapter", progress=self.progress)
@@ -125,7 +134,7 @@ class Experiment:
         sampling = dict(self.profile.sampling)
         adapter = self.adapter(arm)
         parts = {
-            **self._base_parts(),
+            **self.base_parts(),
             "adapter": adapter.parent.name if adapter is not None else None,
             "tasks": tasks_hash(tasks),
             "n": len(tasks),

@@ -257,7 +257,7 @@ def samples_with(
     """
     adapter = experiment.adapter(arm)
     parts = {
-        **base_parts(experiment),
+        **experiment.base_parts(),
         "adapter": adapter.parent.name if adapter is not None else None,
         "intervention": intervention.cache_parts(),
     }
@@ -280,7 +280,7 @@ def caft_adapter(experiment: Experiment, arm: Arm, *, directions: Any, layer: in
 
     hparams = experiment.profile.finetune_hparams()
     parts = {
-        **base_parts(experiment), "hparams": hparams, "data": arm.data_hash, "n": len(arm.examples), "seed": arm.seed,
+        **experiment.base_parts(), "hparams": hparams, "data": arm.data_hash, "n": len(arm.examples), "seed": arm.seed,
         "caft": {"layer": int(layer), "directions": tensor_fingerprint(directions), "method": "project_out"},
     }
 
@@ -319,17 +319,11 @@ def caft_samples(
 ) -> ArmSamples:
     """Generations of the CAFT model of `arm` (no edit at generation), cached like `experiment.samples`."""
     adapter = caft_adapter(experiment, arm, directions=directions, layer=layer)
-    parts = {**base_parts(experiment), "adapter": adapter.parent.name}
+    parts = {**experiment.base_parts(), "adapter": adapter.parent.name}
     return _cached_samples(
         experiment, parts, lambda: caft_model(experiment, arm, directions=directions, layer=layer), tasks,
         label=f"{arm.name} [CAFT]", seed=arm.seed, system=system, prefill=prefill, hooks=None,
     )
-
-
-def base_parts(experiment: Experiment) -> dict[str, Any]:
-    """What every cached artifact of `experiment` depends on: profile, role and base model."""
-    base = experiment.base
-    return {"profile": experiment.profile.name, "role": experiment.role, "model": base.name, "source": base.source}
 
 
 def _cached_samples(
