@@ -266,7 +266,12 @@ def _collate(batch: Sequence[tuple[list[int], int]], pad_id: int, device: str) -
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention_mask[row, : len(ids)] = 1
         labels[row, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
-    return input_ids.to(device), attention_mask.to(device), labels.to(device)
+    tensors = (input_ids, attention_mask, labels)
+    if str(device).startswith("cuda"):
+        # A copy from pageable memory waits for the GPU to finish the previous step, so the loop
+        # could never run ahead of it; from pinned memory with non_blocking it just queues behind.
+        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    return tuple(t.to(device) for t in tensors)
 
 
 def _fused_on_cuda(params: Sequence[Any]) -> dict[str, bool]:
