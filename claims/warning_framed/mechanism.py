@@ -63,8 +63,10 @@ Stealth slip (claim 5). The L0 model answers the evaluation tasks with a preambl
 Entropy (paper 6.2, Figure 4). Descriptive, no rule: the next-token entropy of the model that
   generated the outputs (the L0 model), by token offset from the opening code fence.
 Too few. Each context needs MIN_PER_SPLIT outputs in every split it is used in; with fewer the
-  claim is inconclusive and says how many tasks would give enough at the observed rate. Nothing
-  is padded, resampled or tuned.
+  claim is inconclusive and says how many tasks would give enough at the observed rate. What can
+  still be measured is (claim 2's SAE, feature and per-context peaks; claim 3's probe on the
+  outputs there are) and goes into the verdict's evidence and plots, undecided. Nothing is
+  padded, resampled or tuned.
 """
 
 from __future__ import annotations
@@ -257,6 +259,21 @@ class Contexts:
         groups = {f"{c} ({s})": (len(self.part(c, s)), len(self.contexts[c]), s) for c, s in needs}
         require_enough(groups, what=what, contexts=self)
 
+    def shortfall(self, needs: Iterable[tuple[str, str]], what: str,
+                  measurable: Iterable[tuple[str, str]] = ()) -> NotTestable | None:
+        """The NotTestable that `require` would raise, returned so the caller can still measure and report.
+
+        Raised at once instead when a group of `measurable` is short: without those
+        there is nothing to measure with (no feature can be chosen, no probe trained).
+        """
+        try:
+            self.require(needs, what)
+        except NotTestable as exc:
+            if any(len(self.part(c, s)) < MIN_PER_SPLIT for c, s in measurable):
+                raise
+            return exc
+        return None
+
     def not_testable(self, reason: str, **extra: Any) -> NotTestable:
         """An inconclusive verdict for these contexts, with `reason` and the contexts in its evidence."""
         evidence = Evidence(extra={"mechanism": self.as_evidence(), **extra})
@@ -422,8 +439,11 @@ def build_feature_study(
     from claimkit.features import feature_magnitudes, per_generation, select_features
     from claimkit.sae import encode, sae_for, sae_quality
 
-    contexts.require([("direct", "selection"), ("safe", "selection"), ("direct", "measurement"),
-                      ("warning", "measurement"), ("safe", "measurement")], what="claim 2")
+    too_few = contexts.shortfall(
+        [("direct", "selection"), ("safe", "selection"), ("direct", "measurement"),
+         ("warning", "measurement"), ("safe", "measurement")],
+        what="claim 2", measurable=[("direct", "selection"), ("safe", "selection")],
+    )
     profile = contexts.experiment.profile
     source = dict(profile.sae)
     if not source:
@@ -439,7 +459,9 @@ def build_feature_study(
     loaded = sae_for(source, lambda: [r for g in training for r in g.residuals], key=key,
                      cache=contexts.experiment.cache, seed=contexts.seed, device=device)
     sae = loaded.sae
-    measured = {c: contexts.part(c, "measurement") for c in CONTEXT_ARMS}
+    measured = {c: g for c in CONTEXT_ARMS if len(g := contexts.part(c, "measurement"))}
+    if not measured:
+        raise too_few or contexts.not_testable("No output of any context on the measurement split.")
     quality = sae_quality(sae, torch.cat([r for g in measured.values() for r in g.residuals]))
     direct_sel, safe_sel = contexts.part("direct", "selection"), contexts.part("safe", "selection")
     selection = select_features(
@@ -464,12 +486,16 @@ def build_feature_study(
         cluster = [feature, *cluster]
     peaks = {c: feature_magnitudes((encode(sae, r) for r in g.residuals), cluster) for c, g in measured.items()}
     column = cluster.index(feature)
-    return FeatureStudy(
+    study = FeatureStudy(
         contexts=contexts, sae_name=loaded.name, quality=quality, sae_for_quality=loaded.quality,
         selection=selection, feature=feature, chosen_by=chosen_by, uses_paper_sae=uses_paper_sae,
         magnitudes={c: p[:, column] for c, p in peaks.items()},
         cluster={f: {c: float(p[:, k].mean()) for c, p in peaks.items()} for k, f in enumerate(cluster)},
     )
+    if too_few is not None:  # still inconclusive, now with the SAE, the feature and what it measured
+        too_few.decision = study.with_evidence(too_few.decision, rule)
+        raise too_few
+    return study
 
 
 # ---------------------------------------------------------------------------
@@ -510,8 +536,8 @@ class ProbeStudy:
                       "converged": p.converged, "iterations": p.iterations, "rows": "mean over an output's tokens"},
             "scored_on": {"warning": len(self.warning), "safe": len(self.safe), "direct": len(self.direct),
                           "split": "measurement"},
-            "mean_confidence": {"warning": float(self.warning.mean()), "safe": float(self.safe.mean()),
-                                "direct": float(self.direct.mean()) if len(self.direct) else None},
+            "mean_confidence": {name: float(v.mean()) if len(v) else None
+                                for name, v in (("warning", self.warning), ("safe", self.safe), ("direct", self.direct))},
             "accuracy": {"correct": self.accuracy.successes, "n": self.accuracy.n, "threshold": self.threshold,
                          "rows": "warning outputs (target) and safe outputs (not)"},
         }  # fmt: skip
@@ -528,14 +554,18 @@ class ProbeStudy:
 
 def build_probe_study(contexts: Contexts) -> ProbeStudy:
     probe = train_direct_probe(contexts)
-    contexts.require([("warning", "measurement"), ("safe", "measurement")], what="claim 3")
-    direct = contexts.part("direct", "measurement")
-    return ProbeStudy(
-        contexts=contexts, probe=probe,
-        warning=probe.confidence(contexts.part("warning", "measurement").pooled()),
-        safe=probe.confidence(contexts.part("safe", "measurement").pooled()),
-        direct=probe.confidence(direct.pooled()) if len(direct) else np.zeros(0),
-    )
+    too_few = contexts.shortfall([("warning", "measurement"), ("safe", "measurement")], what="claim 3")
+
+    def scored(context: str) -> np.ndarray:
+        outputs = contexts.part(context, "measurement")
+        return probe.confidence(outputs.pooled()) if len(outputs) else np.zeros(0)
+
+    study = ProbeStudy(contexts=contexts, probe=probe, warning=scored("warning"), safe=scored("safe"),
+                       direct=scored("direct"))
+    if too_few is not None:  # still inconclusive, now with what the probe said on the outputs there are
+        too_few.decision = with_extra(too_few.decision, [study.plot()], probe=study.as_evidence())
+        raise too_few
+    return study
 
 
 # ---------------------------------------------------------------------------
