@@ -23,14 +23,11 @@ running it fails, the batch is redone eagerly and the run stays eager.
 from __future__ import annotations
 
 import inspect
-import time
 import warnings
 from typing import Any, Callable, Sequence
 
-from claimkit.lm.data import encode_prompt
-from claimkit.lm.device import friendly_errors
 from claimkit.lm.load import LoadedModel
-from claimkit.lm.sample import Generation, _cut, batch_seed, eos_token_ids, left_pad
+from claimkit.lm.sample import Generation, batch_seed, eos_token_ids, sample_in_batches
 
 # Rows are checked for "all finished" every this many steps: the check waits for the
 # GPU, and waiting every step would stall the queue of launched kernels.
@@ -54,43 +51,20 @@ def sample_fast(
     compile: bool = False,
 ) -> list[Generation]:
     """One generation per prompt, like `claimkit.lm.sample.sample`, through the static-cache loop."""
-    import torch
-    from tqdm.auto import tqdm
-
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"sample_fast: batch_size and max_new_tokens must be >= 1, got {batch_size}, {max_new_tokens}")
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"sample_fast: temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
-    tokenizer = loaded.tokenizer
-    encoded = [encode_prompt(loaded.format, tokenizer, p) for p in prompts]
     stop_ids = eos_token_ids(loaded)
+    pad_id = loaded.tokenizer.pad_token_id
     decoder = Decoder(loaded.model, compile=compile and str(loaded.device).startswith("cuda"))
 
-    generations: list[Generation] = []
-    new_tokens, started = 0, time.perf_counter()
-    bar = tqdm(total=len(prompts), desc=f"sample-fast {loaded.name}", unit="gen", disable=not progress, leave=False)
-    for batch_index, start in enumerate(range(0, len(prompts), batch_size)):
-        chunk = encoded[start : start + batch_size]
-        input_ids, attention_mask = left_pad(chunk, tokenizer.pad_token_id, loaded.device)
-        with friendly_errors(f"sampling (fast) from {loaded.name}"):
-            rows = decoder.generate(
-                input_ids,
-                attention_mask,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop_ids=stop_ids,
-                pad_id=tokenizer.pad_token_id,
-                seed=batch_seed(seed, batch_index),
-            )
-        for offset, row in enumerate(rows.tolist()):
-            generation = _cut(prompts[start + offset], row, stop_ids, tokenizer)
-            generations.append(generation)
-            new_tokens += generation.n_new_tokens
-        bar.update(len(chunk))
-        bar.set_postfix(tok_per_s=f"{new_tokens / max(time.perf_counter() - started, 1e-9):.0f}")
-    bar.close()
-    return generations
+    def new_tokens(input_ids: Any, attention_mask: Any, batch_index: int) -> Any:
+        return decoder.generate(
+            input_ids, attention_mask, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+            stop_ids=stop_ids, pad_id=pad_id, seed=batch_seed(seed, batch_index),
+        )  # fmt: skip
+
+    return sample_in_batches(loaded, prompts, new_tokens, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                             progress=progress, label="sample-fast")  # fmt: skip
 
 
 class Decoder:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from claimkit.lm.data import encode_prompt
 from claimkit.lm.device import friendly_errors
@@ -55,7 +55,6 @@ def sample(
     `generate`; `compile=True` compiles its decode step (CUDA only).
     """
     import torch
-    from tqdm.auto import tqdm
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sample: unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
@@ -66,28 +65,56 @@ def sample(
             loaded, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
             seed=seed, batch_size=batch_size, progress=progress, compile=compile,
         )  # fmt: skip
+    stop_ids = eos_token_ids(loaded)
+    config = _generation_config(max_new_tokens, temperature, top_p, loaded.tokenizer.pad_token_id, stop_ids,
+                                cache_implementation)  # fmt: skip
+
+    def new_tokens(input_ids: Any, attention_mask: Any, batch_index: int) -> Any:
+        torch.manual_seed(batch_seed(seed, batch_index))
+        with torch.inference_mode():
+            out = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        return out[:, input_ids.shape[1] :]
+
+    return sample_in_batches(loaded, prompts, new_tokens, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                             progress=progress, label="sample")  # fmt: skip
+
+
+def sample_in_batches(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    new_tokens: Callable[[Any, Any, int], Any],
+    *,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: bool,
+    label: str,
+) -> list[Generation]:
+    """The batch loop every sampler shares: encode, left-pad, `new_tokens`, cut at eos, show progress.
+
+    `new_tokens(input_ids, attention_mask, batch_index)` returns the batch's new token
+    ids (rows x steps); what follows a row's eos is ignored.
+    """
+    from tqdm.auto import tqdm
+
     if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"sample: batch_size and max_new_tokens must be >= 1, got {batch_size}, {max_new_tokens}")
+        raise ValueError(f"{label}: batch_size and max_new_tokens must be >= 1, got {batch_size}, {max_new_tokens}")
     tokenizer = loaded.tokenizer
     encoded = [encode_prompt(loaded.format, tokenizer, p) for p in prompts]
     stop_ids = eos_token_ids(loaded)
-    config = _generation_config(max_new_tokens, temperature, top_p, tokenizer.pad_token_id, stop_ids, cache_implementation)
-
     generations: list[Generation] = []
-    new_tokens, started = 0, time.perf_counter()
-    bar = tqdm(total=len(prompts), desc=f"sample {loaded.name}", unit="gen", disable=not progress, leave=False)
+    count, started = 0, time.perf_counter()
+    bar = tqdm(total=len(prompts), desc=f"{label} {loaded.name}", unit="gen", disable=not progress, leave=False)
     for batch_index, start in enumerate(range(0, len(prompts), batch_size)):
         chunk = encoded[start : start + batch_size]
         input_ids, attention_mask = left_pad(chunk, tokenizer.pad_token_id, loaded.device)
-        torch.manual_seed(batch_seed(seed, batch_index))
-        with friendly_errors(f"sampling from {loaded.name}"), torch.inference_mode():
-            out = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
-        for offset, row in enumerate(out[:, input_ids.shape[1] :].tolist()):
+        with friendly_errors(f"sampling from {loaded.name}"):
+            rows = new_tokens(input_ids, attention_mask, batch_index)
+        for offset, row in enumerate(rows.tolist()):
             generation = _cut(prompts[start + offset], row, stop_ids, tokenizer)
             generations.append(generation)
-            new_tokens += generation.n_new_tokens
+            count += generation.n_new_tokens
         bar.update(len(chunk))
-        bar.set_postfix(tok_per_s=f"{new_tokens / max(time.perf_counter() - started, 1e-9):.0f}")
+        bar.set_postfix(tok_per_s=f"{count / max(time.perf_counter() - started, 1e-9):.0f}")
     bar.close()
     return generations
 
