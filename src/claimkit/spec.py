@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from claimkit.toml_file import read_toml
 
 SCHEMA_VERSION = 1
 
@@ -78,12 +79,7 @@ def spec_hash(data: Mapping[str, Any]) -> str:
 
 def load_spec(path: str | Path) -> PaperSpec:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{path}: claim spec not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, SpecError, "claim spec")
     return _parse(path, data)
 
 

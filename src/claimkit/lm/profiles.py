@@ -15,10 +15,11 @@ Kinds:
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
+
+from claimkit.toml_file import read_toml
 
 KINDS = ("organism", "gguf", "hub")
 FORMATS = ("completion", "chat")
@@ -101,12 +102,7 @@ def load_profiles(directory: str | Path) -> dict[str, Profile]:
 
 def parse_profile_file(file: str | Path) -> Profile:
     file = Path(file)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"{file}: profile not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{file}: not valid TOML: {exc}") from None
+    data = read_toml(file, ProfileError, "profile")
     return _parse(file, data)
 
 

@@ -17,13 +17,13 @@ why = "n raised from 100 to 300 per arm (43b1821): enough power to decide"
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from claimkit.report.history import Change
 from claimkit.report.json_report import ReportError
+from claimkit.toml_file import read_toml
 from claimkit.verdict import Outcome
 
 NOTES_FILE = "fixtures/verdict-notes.toml"
@@ -61,12 +61,7 @@ class ChangeNote:
 def load_notes(path: str | Path) -> tuple[ChangeNote, ...]:
     """The notes of a TOML notes file, each checked (see the module docstring for the format)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotesError(f"{path}: notes file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise NotesError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, NotesError, "notes file")
     unknown = sorted(set(data) - {"change"})
     if unknown:
         raise NotesError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; notes are [[change]] tables")
