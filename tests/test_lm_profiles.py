@@ -158,10 +158,10 @@ def test_missing_profile_lists_the_known_ones(tmp_path):
 
 
 def test_fast_sampler_settings_are_accepted(tmp_path):
-    from claimkit.lm.profiles import SAMPLERS
-    from claimkit.lm.sample import SAMPLERS as SAMPLE_SAMPLERS
-
-    assert SAMPLERS == SAMPLE_SAMPLERS
     text = MINIMAL_HUB.replace("batch_size = 4", 'batch_size = 4\nsampler = "fast"\ncompile = true')
     profile = parse_profile_file(write(tmp_path, text))
     assert (profile.sampling["sampler"], profile.sampling["compile"]) == ("fast", True)
+    options = profile.sampling_options()
+    assert (options["sampler"], options["compile"], options["batch_size"]) == ("fast", True, 4)
+    default = parse_profile_file(write(tmp_path, MINIMAL_HUB, name="plain")).sampling_options()
+    assert (default["sampler"], default["compile"], default["cache_implementation"]) == ("generate", False, None)

@@ -149,19 +149,8 @@ class Experiment:
 
             loaded = self.model(arm)
             prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + prefill for task in tasks]
-            generations = sample(
-                loaded,
-                prompts,
-                max_new_tokens=int(sampling.get("max_new_tokens", 160)),
-                temperature=float(sampling.get("temperature", 1.0)),
-                top_p=float(sampling.get("top_p", 1.0)),
-                seed=arm.seed,
-                batch_size=int(sampling.get("batch_size", 64)),
-                progress=self.progress,
-                cache_implementation=sampling.get("cache_implementation"),
-                sampler=str(sampling.get("sampler", "generate")),
-                compile=bool(sampling.get("compile", False)),
-            )
+            generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress,
+                                 **self.profile.sampling_options())
             with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
                 for task, gen in zip(tasks, generations):
                     row = {"task": task, "text": prefill + gen.text, "finished": gen.finished, "new_tokens": gen.n_new_tokens}

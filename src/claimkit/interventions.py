@@ -350,18 +350,8 @@ def _cached_samples(
         loaded = load()
         prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + prefill for task in tasks]
         with hooks(loaded) if hooks is not None else contextlib.nullcontext():
-            generations = sample(
-                loaded, prompts,
-                max_new_tokens=int(sampling.get("max_new_tokens", 160)),
-                temperature=float(sampling.get("temperature", 1.0)),
-                top_p=float(sampling.get("top_p", 1.0)),
-                seed=seed,
-                batch_size=int(sampling.get("batch_size", 64)),
-                progress=experiment.progress,
-                cache_implementation=sampling.get("cache_implementation"),
-                sampler=str(sampling.get("sampler", "generate")),
-                compile=bool(sampling.get("compile", False)),
-            )
+            generations = sample(loaded, prompts, seed=seed, progress=experiment.progress,
+                                 **experiment.profile.sampling_options())
         with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
             for task, gen in zip(tasks, generations):
                 row = {"task": task, "text": prefill + gen.text, "finished": gen.finished,

@@ -32,7 +32,7 @@ _TOP_LEVEL = {
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "batch_size", "cache_implementation", "sampler", "compile")
-SAMPLERS = ("generate", "fast")  # claimkit.lm.sample.SAMPLERS, without importing it here
+SAMPLERS = ("generate", "fast")  # transformers' generate, or claimkit.lm.fast_sample
 
 
 class ProfileError(ValueError):
@@ -78,6 +78,16 @@ class Profile:
     def finetune_hparams(self) -> dict[str, Any]:
         """What `claimkit.lm.finetune.finetune` takes: the finetune table plus `lora`."""
         return {**self.finetune, "lora": dict(self.lora)}
+
+    def sampling_options(self) -> dict[str, Any]:
+        """What `claimkit.lm.sample.sample` takes from the [sampling] table (besides seed and progress)."""
+        s = self.sampling
+        return {
+            "max_new_tokens": int(s.get("max_new_tokens", 160)), "temperature": float(s.get("temperature", 1.0)),
+            "top_p": float(s.get("top_p", 1.0)), "batch_size": int(s.get("batch_size", 64)),
+            "cache_implementation": s.get("cache_implementation"), "sampler": str(s.get("sampler", "generate")),
+            "compile": bool(s.get("compile", False)),
+        }  # fmt: skip
 
 
 def load_profile(name: str, directory: str | Path) -> Profile:

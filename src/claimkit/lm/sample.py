@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 from claimkit.lm.data import encode_prompt
 from claimkit.lm.device import friendly_errors
 from claimkit.lm.load import LoadedModel
+from claimkit.lm.profiles import SAMPLERS
 
-SAMPLERS = ("generate", "fast")
 
 
 @dataclass(frozen=True)
