@@ -10,12 +10,17 @@
     step (micro-batches of `--micro-batch`, halved on out-of-memory, with
     gradient accumulation): tokens/s, MFU and peak GPU memory over `--steps`
     timed steps after `--warmup` untimed ones; with LoRA weights in fp32 (peft's
-    default, what claimkit trains) and in bf16.
+    default, what claimkit trains) and in bf16; with `--compile` also through
+    torch.compile as `[finetune] compile = true` runs it. First, unless
+    `--skip-configured`, one run at the paper profile's own [finetune] and [lora]
+    settings (fixtures/profiles/paper.toml: batch 16 of max_length 512, LoRA
+    dropout, fp32 LoRA weights): its peak GPU memory is what the profile needs.
 (b) SmolLM2-135M-Instruct (profile smollm2-135m, claimkit's loader) fine-tuned
     on warning-framed L1 examples by `claimkit.lm.finetune.finetune` and by a
     plain peft loop of the same shape (same examples, order-free batches of the
     same size, same right padding, LoRA and AdamW settings), each after a
-    warm-up: tokens/s of each.
+    warm-up: tokens/s of each; with `--compile` also claimkit's loop with
+    `compile = true` (its timing includes compiling, as a claim's fine-tune would).
 
 MFU counts, per token, 4*N_base + 6*N_lora + 12*L*S*d_attn FLOPs: the frozen base's
 matmul weights N_base (lm_head included) do a forward (2N) and an activation-gradient
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import importlib
 import json
 import tempfile
 import time
@@ -65,6 +71,9 @@ def main() -> None:
                         help="(a) LoRA weights in fp32 (peft's default, what claimkit trains) and/or bf16 (default both)")
     parser.add_argument("--examples", type=int, help="(b) fine-tuning examples (default 640)")
     parser.add_argument("--smol-batches", help="(b) comma-separated batch sizes (default 16,64; 16 is the profile's)")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled step (claimkit's [finetune] compile = true)")
+    parser.add_argument("--skip-configured", action="store_true", help="(a) skip the run at the paper profile's own settings")
+    parser.add_argument("--skip-eager", action="store_true", help="(a) time only the compiled step (with --compile)")
     parser.add_argument("--skip-3b", action="store_true", help="skip part (a)")
     parser.add_argument("--skip-smollm2", action="store_true", help="skip part (b)")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12)
@@ -80,53 +89,77 @@ def main() -> None:
     print(f"assumed peak: {args.peak_tflops:.0f} TFLOP/s dense bf16 (H200 SXM spec sheet unless --peak-tflops)")
     print("MFU FLOPs per token = 4*N_base + 6*N_lora + 12*layers*S*d_attn  (N: matmul weights, lm_head included; S: sequence length)")
     summary: dict[str, Any] = {"device": device_line()}
+    steps = args.steps or (2 if tiny else 5)
+    if not args.skip_3b and not args.skip_configured:
+        paper = paper_profile_settings()
+        batch = 4 if tiny else int(paper["batch_size"])
+        summary["3b_as_configured"] = bench_3b(
+            device, tiny=tiny, batch=batch, seq=args.seq or (64 if tiny else int(paper["max_length"])), micro=batch,
+            steps=steps, warmup=args.warmup, r=int(paper["lora"]["r"]), lora_bf16=False, peak=peak,
+            dropout=float(paper["lora"].get("dropout", 0.0)), label="as configured in fixtures/profiles/paper.toml",
+        )  # fmt: skip
     if not args.skip_3b:
+        compiled = ((False,) if not args.compile else (True,) if args.skip_eager else (False, True))
         for lora_dtype in (("fp32", "bf16") if args.lora_dtype == "both" else (args.lora_dtype,)):
-            summary[f"3b_lora_{lora_dtype}"] = bench_3b(
-                device, tiny=tiny, batch=args.batch or (4 if tiny else 64), seq=args.seq or (64 if tiny else 512),
-                micro=args.micro_batch or (2 if tiny else 32), steps=args.steps or (2 if tiny else 5), warmup=args.warmup,
-                r=args.lora_r, lora_bf16=lora_dtype == "bf16", peak=peak,
-            )  # fmt: skip
+            for compile in compiled:
+                summary[f"3b_lora_{lora_dtype}{'_compiled' if compile else ''}"] = bench_3b(
+                    device, tiny=tiny, batch=args.batch or (4 if tiny else 64), seq=args.seq or (64 if tiny else 512),
+                    micro=args.micro_batch or (2 if tiny else 32), steps=steps, warmup=args.warmup,
+                    r=args.lora_r, lora_bf16=lora_dtype == "bf16", peak=peak, compile=compile,
+                )  # fmt: skip
     if not args.skip_smollm2:
         batches = [int(b) for b in (args.smol_batches or ("4" if tiny else "16,64")).split(",")]
-        summary["smollm2"] = bench_smollm2(tiny=tiny, n_examples=args.examples or (16 if tiny else 640), batches=batches, peak=peak)
+        summary["smollm2"] = bench_smollm2(tiny=tiny, n_examples=args.examples or (16 if tiny else 640), batches=batches,
+                                           peak=peak, compile=args.compile)  # fmt: skip
     print("\nJSON " + json.dumps(summary))
 
 
 # -- (a) the 3B-shaped model ----------------------------------------------------------------
 
 
+def paper_profile_settings() -> dict[str, Any]:
+    """The paper profile's [finetune] table with its [lora] table under "lora"."""
+    from claimkit.lm.profiles import load_profile
+
+    return load_profile("paper", gpu_common.ROOT / "fixtures" / "profiles").finetune_hparams()
+
+
 def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps: int, warmup: int, r: int,
-             lora_bf16: bool, peak: float) -> dict[str, Any]:  # fmt: skip
+             lora_bf16: bool, peak: float, dropout: float = 0.0, compile: bool = False, label: str = "") -> dict[str, Any]:  # fmt: skip
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
+    compile_options = importlib.import_module("claimkit.lm.finetune").COMPILE_OPTIONS  # the module, not claimkit.lm's function
     shape = TINY_LLAMA if tiny else LLAMA_3B
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     config = LlamaConfig(**shape, use_cache=False)
-    print(f"\n(a) random Llama-3.2-3B-shaped model{' (tiny stand-in)' if tiny else ''}: {shape}")
+    print(f"\n(a) random Llama-3.2-3B-shaped model{' (tiny stand-in)' if tiny else ''}{', ' + label if label else ''}: {shape}")
     torch.manual_seed(0)
     with torch.device(device):
         base = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
     n_base = gpu_common.matmul_params(base)
-    model = lora_wrap(base, r=r, alpha=2 * r, dropout=0.0, targets=ALL_LINEAR, lora_bf16=lora_bf16)
+    model = lora_wrap(base, r=r, alpha=2 * r, dropout=dropout, targets=ALL_LINEAR, lora_bf16=lora_bf16)
+    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_lora = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if device == "cuda" else {}))
+    forward = torch.compile(model, **compile_options) if compile else model
     print(f"    {dtype}, attention {model.config._attn_implementation}, gradient checkpointing "
           f"{checkpointing(base)}, N_base {n_base / 1e9:.3f} B, N_lora {n_lora / 1e6:.1f} M "
-          f"(LoRA weights in {params[0].dtype})")  # fmt: skip
+          f"(LoRA weights in {params[0].dtype}, dropout {dropout}), {'torch.compile ' + str(compile_options) if compile else 'eager'}")  # fmt: skip
     data = torch.randint(0, shape["vocab_size"], (batch, seq), device=device)
 
     while True:
         try:
             reset_peak_memory()
+            warm_started = time.perf_counter()
             for _ in range(warmup):
-                train_step(model, optimizer, params, data, micro)
+                train_step(forward, optimizer, params, data, micro)
             synchronize()
+            warmup_s = time.perf_counter() - warm_started
             started = time.perf_counter()
             for _ in range(steps):
-                train_step(model, optimizer, params, data, micro)
+                train_step(forward, optimizer, params, data, micro)
             synchronize()
             seconds = time.perf_counter() - started
             break
@@ -144,12 +177,15 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     flops_per_token = 4 * n_base + 6 * n_lora + 12 * shape["num_hidden_layers"] * seq * shape["num_attention_heads"] * shape["head_dim"]
     achieved = flops_per_token * tokens / seconds
     result = {"tokens_per_s": tokens / seconds, "mfu": achieved / peak, "tflops": achieved / 1e12, "peak_gib": peak_memory_gib(),
-              "micro_batch": micro, "batch": batch, "seq": seq, "step_s": seconds / steps}  # fmt: skip
-    print(f"    {steps} steps of {batch} x {seq} tokens (micro-batch {micro}, {batch // micro} accumulated): "
+              "micro_batch": micro, "batch": batch, "seq": seq, "step_s": seconds / steps, "warmup_s": warmup_s,
+              "compile": compile, "dropout": dropout}  # fmt: skip
+    print(f"    {warmup} warm-up steps (compiling, if any) {warmup_s:.1f} s; {steps} steps of {batch} x {seq} tokens (micro-batch {micro}, {batch // micro} accumulated): "
           f"{seconds / steps:.3f} s/step, {result['tokens_per_s']:,.0f} tokens/s, {flops_per_token / 1e9:.2f} GFLOP/token "
           f"-> {result['tflops']:.0f} TFLOP/s = MFU {100 * result['mfu']:.1f}%, peak GPU memory {gib(result['peak_gib'])}")  # fmt: skip
-    del model, base, optimizer, params
+    del model, base, optimizer, params, forward
     gc.collect()
+    if compile:
+        torch._dynamo.reset()  # drop the compiled graphs and their memory before the next run
     if device == "cuda":
         torch.cuda.empty_cache()
     return result
@@ -178,7 +214,7 @@ def lora_wrap(base: Any, *, r: int, alpha: float, dropout: float, targets: Seque
 # -- (b) SmolLM2-135M: claimkit's loop against a plain one ------------------------------------------
 
 
-def bench_smollm2(*, tiny: bool, n_examples: int, batches: Sequence[int], peak: float) -> dict[str, Any]:
+def bench_smollm2(*, tiny: bool, n_examples: int, batches: Sequence[int], peak: float, compile: bool = False) -> dict[str, Any]:
     from claimkit.lm.finetune import _collate, _encode_examples, finetune
     from claims.warning_framed import conditions
 
@@ -212,6 +248,15 @@ def bench_smollm2(*, tiny: bool, n_examples: int, batches: Sequence[int], peak: 
               f"peak {gib(claimkit_peak)}, matmul MFU {100 * mfu(ck):.1f}%) | plain peft loop {pl:>9,.0f} tokens/s "
               f"({plain_seconds:.2f} s, peak {gib(plain_peak)}, matmul MFU {100 * mfu(pl):.1f}%) | claimkit/plain {ck / pl:.2f}")  # fmt: skip
         results[str(batch)] = {"claimkit_tokens_per_s": ck, "plain_tokens_per_s": pl, "ratio": ck / pl}
+        if compile:
+            with tempfile.TemporaryDirectory() as out:
+                # The first compiled fine-tune pays for compiling; the second is what every later one costs.
+                first = finetune(loaded, examples, hparams={**run, "compile": True}, seed=0, out_dir=Path(out) / "c1", progress=False)
+                second = finetune(loaded, examples, hparams={**run, "compile": True}, seed=1, out_dir=Path(out) / "c2", progress=False)
+            c1, c2 = first.tokens / first.seconds, second.tokens / second.seconds
+            print(f"    batch {batch:>3}: claimkit.finetune compile=true: first fine-tune {c1:,.0f} tokens/s ({first.seconds:.2f} s, "
+                  f"compiling included), second {c2:,.0f} tokens/s ({second.seconds:.2f} s) | second/plain {c2 / pl:.2f}")  # fmt: skip
+            results[str(batch)].update(compiled_first_tokens_per_s=c1, compiled_second_tokens_per_s=c2, compiled_ratio=c2 / pl)
     return results
 
 

@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["default", "float32", "bfloat16"], default="default",
                         help="model dtype (default: the loader's, bf16 on CUDA); float32 separates bf16 near-ties from bugs")
     parser.add_argument("--greedy-only", action="store_true", help="only the greedy checks, no timed runs")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the timed runs, profile one fast run (compiled with --compile) at the first fast batch")
     parser.add_argument("--hbm-tbps", type=float, default=gpu_common.H200_HBM_BYTES_PER_S / 1e12, help="assumed HBM TB/s")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12, help="assumed bf16 TFLOP/s")
     args = parser.parse_args()
@@ -103,6 +105,8 @@ def main() -> None:
                 print(f"  ratio {run.label} batch {run.batch} / generate batch {plain.batch}: {run.tokens_per_s / plain.tokens_per_s:.1f}x")
 
     roofline(loaded, lengths, new_tokens, fast_batches, args.hbm_tbps * 1e12, args.peak_tflops * 1e12, runs)
+    if args.profile:
+        profile_run(loaded, prompts, new_tokens, args.seed, fast_batches[0], compile=args.compile)
     summary = {"device": device_line(), "model": loaded.name, "prompts": len(prompts), "new_tokens": new_tokens,
                "runs": [{"label": r.label, "batch": r.batch, "tok_per_s": round(r.tokens_per_s, 1), "seconds": round(r.seconds, 3),
                          "new_tokens": r.new_tokens, "peak_gib": None if r.peak_gib != r.peak_gib else round(r.peak_gib, 2)} for r in runs]}  # fmt: skip
@@ -151,6 +155,38 @@ def timed(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, label
               len(generations), peak_memory_gib())  # fmt: skip
     print(f"{label} batch {batch}: {run.tokens_per_s:.0f} tok/s ({run.new_tokens} tokens, {seconds:.2f} s)", flush=True)
     return run
+
+
+def profile_run(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, batch: int, *, compile: bool) -> None:
+    """Where one (already warm) fast run spends its time: GPU kernel time against the host's, top operators of each.
+
+    Kernel time well under wall time means the GPU waits on the host (launches,
+    Python, syncs); a `cudaGraphLaunch` row means the step replayed a CUDA graph.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from claimkit.lm.sample import sample
+
+    kw = dict(max_new_tokens=new_tokens, temperature=1.0, top_p=1.0, seed=seed, batch_size=batch, progress=False,
+              sampler="fast", compile=compile)  # fmt: skip
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    synchronize()
+    started = time.perf_counter()
+    with profile(activities=activities) as prof:
+        generations = sample(loaded, list(prompts), **kw)
+        synchronize()
+    wall = time.perf_counter() - started
+    events = prof.key_averages()
+    kernel_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    steps = max(g.n_new_tokens for g in generations) * -(-len(prompts) // batch)
+    label = "fast+compile" if compile else "fast"
+    print(f"\nprofile of {label} batch {batch} ({steps} decode steps, profiler on): wall {wall:.2f} s, "
+          f"GPU kernels {kernel_us / 1e6:.2f} s ({100 * kernel_us / 1e6 / wall:.0f}% busy), "
+          f"{1e3 * wall / steps:.2f} ms wall and {kernel_us / 1e3 / steps:.2f} ms of kernels per step")  # fmt: skip
+    if torch.cuda.is_available():
+        print(events.table(sort_by="self_device_time_total", row_limit=12))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def greedy_check(loaded: Any, prompts: Sequence[str], new_tokens: int, *, compile: bool) -> None:

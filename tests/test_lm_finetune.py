@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import random
@@ -220,3 +221,63 @@ def test_adamw_is_fused_only_for_cuda_tensors():
 
     assert _fused_on_cuda([torch.zeros(2, requires_grad=True)]) == {}
     assert _fused_on_cuda([]) == {}
+
+
+# -- compile ---------------------------------------------------------------------------------
+
+
+# the module, not the function that claimkit.lm re-exports under the same name
+ft = importlib.import_module("claimkit.lm.finetune")
+
+
+def one_batch(loaded):
+    rows, _, _ = ft._encode_examples(loaded, examples(4), 96)
+    return _collate(rows, loaded.tokenizer.pad_token_id, "cpu")
+
+
+def lora_grads(loaded, step_loss_type):
+    torch.manual_seed(0)
+    model = ft._trainable_copy(loaded, TrainConfig.from_hparams(loaded.profile.finetune_hparams()), full=False)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    loss = step_loss_type(model).backward(*one_batch(loaded), optimizer)
+    return float(loss), [p.grad.clone() for p in params]
+
+
+def test_the_compiled_step_traces_and_gives_the_eager_loss_and_gradients(loaded, monkeypatch):
+    """forward and backward under torch.compile (aot_eager on a CPU: dynamo and AOT autograd, no C++ compiler)."""
+    monkeypatch.setattr(ft, "COMPILE_OPTIONS", {"backend": "aot_eager", "dynamic": None})
+    eager_loss, eager_grads = lora_grads(loaded, ft.EagerLoss)
+    compiled_loss, compiled_grads = lora_grads(loaded, ft.CompiledLoss)
+    assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(compiled_grads, eager_grads))
+
+
+def test_a_failing_compiled_step_is_redone_eagerly(loaded, monkeypatch):
+    eager_loss, eager_grads = lora_grads(loaded, ft.EagerLoss)
+
+    class Broken(ft.CompiledLoss):
+        def __init__(self, model):
+            super().__init__(model)
+
+            def explode(**kwargs):
+                model(**kwargs).loss.backward()  # half a step's gradients, then the failure
+                raise RuntimeError("inductor exploded")
+
+            self.compiled = explode
+
+    with pytest.warns(RuntimeWarning, match="compiled step failed .*inductor exploded"):
+        loss, grads = lora_grads(loaded, Broken)
+    assert loss == pytest.approx(eager_loss, rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads, eager_grads))
+
+
+def test_compile_is_a_known_knob_and_off_the_gpu_changes_nothing(loaded, tmp_path):
+    assert TrainConfig.from_hparams(hparams(loaded, compile=True)).compile is True
+    with pytest.raises(ValueError, match="compile must be true or false"):
+        TrainConfig.from_hparams(hparams(loaded, compile="yes"))
+    data = examples(8, seed=3)
+    plain = finetune(loaded, data, hparams=hparams(loaded, epochs=1), seed=0, out_dir=tmp_path / "a", progress=False)
+    on_cpu = finetune(loaded, data, hparams=hparams(loaded, epochs=1, compile=True), seed=0, out_dir=tmp_path / "b", progress=False)
+    assert on_cpu.losses == plain.losses

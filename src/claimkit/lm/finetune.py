@@ -7,7 +7,11 @@ tokens are labelled -100), batches are right-padded. Deterministic for a seed on
 a CPU: torch is seeded once, the data order comes from a numpy Generator.
 On a GPU the loop never waits for it within a step: losses stay on the device
 until the end (the progress bar reads one every LOG_EVERY steps), token counts
-come from the batch lengths, and AdamW is the fused CUDA kernel.
+come from the batch lengths, and AdamW is the fused CUDA kernel. `compile = true`
+in [finetune] runs forward and backward through torch.compile (CUDA only): a
+small model's step is mostly kernel launches and Python, a large one's mostly
+unfused element-wise passes, and inductor removes much of both. If compiling
+fails the step is redone eagerly and the rest of the run stays eager.
 
 The base model in `loaded` is never modified: training happens on a copy, so one
 loaded base can be fine-tuned for every condition and seed of a claim.
@@ -20,6 +24,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -31,6 +36,9 @@ from claimkit.lm.load import LoadedModel
 ADAPTER_CONFIG = "adapter_config.json"
 LOG_FILE = "finetune.json"
 LOG_EVERY = 10  # steps between progress-bar loss readings (each one waits for the GPU)
+# torch.compile settings of `compile = true`; dynamic=None: the first batch width compiles
+# static, a second one marks the sequence dimension dynamic, so batch widths cost no recompiles.
+COMPILE_OPTIONS: dict[str, Any] = {"dynamic": None}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class TrainConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    compile: bool = False  # torch.compile forward and backward (CUDA only; eager elsewhere)
 
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any]) -> "TrainConfig":
@@ -69,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"finetune: unknown lora setting(s) {unknown_lora}; known: r, alpha, dropout, target_modules")
         if "betas" in hparams:
             hparams["betas"] = tuple(hparams["betas"])
+        if not isinstance(hparams.get("compile", False), bool):
+            raise ValueError(f"finetune: compile must be true or false, got {hparams['compile']!r}")
         if hparams.get("schedule", "cosine") not in ("cosine", "constant"):
             raise ValueError(f"finetune: schedule must be 'cosine' or 'constant', got {hparams['schedule']!r}")
         renamed = {f"lora_{k}": (tuple(v) if k == "target_modules" else v) for k, v in lora.items()}
@@ -143,6 +154,7 @@ def finetune(
     bar = tqdm(total=total_steps, desc=f"finetune {loaded.name}", unit="step", disable=not progress, leave=False)
     hooks = train_hooks(model) if train_hooks is not None else contextlib.nullcontext()
     model.train()
+    step_loss = CompiledLoss(model) if cfg.compile and str(loaded.device).startswith("cuda") else EagerLoss(model)
     with friendly_errors(f"fine-tuning {loaded.name}"), hooks:
         for epoch in range(cfg.epochs):
             order = order_rng.permutation(len(rows))
@@ -154,9 +166,7 @@ def finetune(
                 lr = cfg.lr_at(step, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                # use_cache=False: training needs no KV cache (transformers builds one by default)
-                loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
-                loss.backward()
+                loss = step_loss.backward(input_ids, attention_mask, labels, optimizer)
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
@@ -188,6 +198,50 @@ def finetune(
     log["adapter_dir"] = str(out_dir)
     (out_dir / LOG_FILE).write_text(json.dumps(log, indent=2), encoding="utf-8")
     return result
+
+
+class EagerLoss:
+    """Forward and backward of one batch, eagerly; returns the loss."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
+        # use_cache=False: training needs no KV cache (transformers builds one by default)
+        loss = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
+        loss.backward()
+        return loss
+
+
+class CompiledLoss(EagerLoss):
+    """The same step through torch.compile; on any compile or run failure, redone eagerly for good.
+
+    The optimizer has not stepped when forward or backward fails, so clearing the
+    gradients and redoing the batch eagerly trains exactly the same step.
+    """
+
+    def __init__(self, model: Any):
+        import torch
+
+        super().__init__(model)
+        self.compiled: Any = torch.compile(model, **COMPILE_OPTIONS)
+
+    def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                loss = self.compiled(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
+                loss.backward()
+                return loss
+            except Exception as exc:  # noqa: BLE001 - any compile/run failure: fall back, never lose the run
+                warnings.warn(
+                    f"finetune: the compiled step failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                    f"redoing it and the rest of the run without compile",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.compiled = None
+                optimizer.zero_grad(set_to_none=True)
+        return super().backward(input_ids, attention_mask, labels, optimizer)
 
 
 def load_finetuned(loaded: LoadedModel, adapter_dir: str | Path, *, merge: bool = True) -> LoadedModel:

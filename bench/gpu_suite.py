@@ -1,0 +1,107 @@
+"""Wall time of the whole claim suite on a profile: once with an empty artifact cache, once again warm.
+
+    python bench/gpu_suite.py --profile smollm2-135m --workers 4 --cache /tmp/ck-cache
+    python bench/gpu_suite.py --profile organism --marker "not gpu" --workers 2   # the CPU suite
+
+Runs `pytest claims/ -m <marker> --claimkit-profile <profile> -n <workers>` twice
+in a subprocess: the first run builds every artifact into `--cache` (emptied
+first unless `--keep-cache`), the second finds them all there. Several workers
+may share one GPU: claimkit pins worker gwK to GPU K mod #GPUs, and workers build
+different artifacts first (claimkit.experiment.worker_order), so the small
+model's launch-bound fine-tunes and samplings overlap. Prints both wall times,
+their ratio, and each run's verdicts; the pytest output goes to a log beside
+the reports. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="smollm2-135m")
+    parser.add_argument("--marker", default="gpu", help="pytest -m expression (default gpu)")
+    parser.add_argument("--workers", type=int, default=1, help="xdist workers; 0 runs in-process (default 1)")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".claimkit-bench-cache", help="artifact cache of both runs")
+    parser.add_argument("--keep-cache", action="store_true", help="do not empty --cache before the cold run")
+    parser.add_argument("--reports", type=Path, default=ROOT / "reports" / "bench-suite", help="where both runs' reports go")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is stopped (default 3600)")
+    parser.add_argument("--only", choices=("cold", "warm"), help="one run: cold (empties --cache) or warm (uses it as it is)")
+    args = parser.parse_args()
+
+    if args.cache.exists() and not args.keep_cache and args.only != "warm":
+        shutil.rmtree(args.cache)
+    args.reports.mkdir(parents=True, exist_ok=True)
+    print(f"suite: claims/ -m {args.marker!r}, profile {args.profile}, {args.workers} xdist worker(s), "
+          f"GPUs {os.environ.get('CUDA_VISIBLE_DEVICES', 'all visible')}; cache {args.cache}", flush=True)
+    if args.only == "warm":
+        run_suite(args, "warm")
+        return
+    cold = run_suite(args, "cold")
+    if cold is None or args.only == "cold":
+        return
+    warm = run_suite(args, "warm")
+    if warm is not None:
+        print(f"\nwall time: cold {cold:.1f} s, warm {warm:.1f} s; warm / cold = {100 * warm / cold:.1f}%")
+
+
+def run_suite(args: argparse.Namespace, label: str) -> float | None:
+    """One pytest run; its wall time, or None if it failed to finish."""
+    report_dir = args.reports / label
+    log = args.reports / f"{label}.log"
+    command = [sys.executable, "-m", "pytest", "claims/", "-m", args.marker, "--claimkit-profile", args.profile,
+               "--claimkit-fail-on=never", "--claimkit-report-dir", str(report_dir), "-p", "no:cacheprovider", "-q"]  # fmt: skip
+    if not plugin_installed():
+        command[3:3] = ["-p", "claimkit.plugin"]  # run from a source tree: no entry point registered
+    if args.workers > 0:
+        command += ["-n", str(args.workers)]
+    env = {**os.environ, "CLAIMKIT_CACHE": str(args.cache), "TQDM_DISABLE": "1"}
+    print(f"\n{label}: {' '.join(command)}  (output: {log})", flush=True)
+    started = time.perf_counter()
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = process.wait(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+            print(f"{label}: stopped after {args.timeout:.0f} s without finishing; the last lines of its output:")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-5:]))
+            return None
+    seconds = time.perf_counter() - started
+    tail = log.read_text(errors="replace").splitlines()[-1:] or [""]
+    print(f"{label}: exit {rc} after {seconds:.1f} s; pytest: {tail[0].strip()}")
+    print_verdicts(report_dir / "latest" / "verdicts.json")
+    return seconds if rc == 0 else None
+
+
+def plugin_installed() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.value.startswith("claimkit") for ep in entry_points(group="pytest11"))
+
+
+def print_verdicts(path: Path) -> None:
+    if not path.is_file():
+        print(f"  no report at {path}")
+        return
+    verdicts = json.loads(path.read_text())["verdicts"]
+    print(f"  verdicts: {dict(Counter(v['outcome'] for v in verdicts))}")
+    for v in sorted(verdicts, key=lambda v: v["claim_id"]):
+        print(f"    {v['claim_id']:<22} {v['profile']:<14} {v['outcome']:<13} {v['reason'][:110]}")
+
+
+if __name__ == "__main__":
+    main()
