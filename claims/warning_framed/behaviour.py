@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from claimkit.detect import DetectionSummary, detect_target, format_leak, summarise
+from claimkit.cache import ArtifactCache
+from claimkit.detect import DetectionSummary, format_leak, summarise
+from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, ArmSamples, Experiment, worker_order
 from claimkit.rules import Counts
 from claimkit.stats import proportion_ci
@@ -108,8 +110,8 @@ class Table1:
         }
 
 
-def evaluate(samples: ArmSamples, markers: Sequence[str]) -> SeedResult:
-    detections = [detect_target(text) for text in samples.texts]
+def evaluate(samples: ArmSamples, markers: Sequence[str], cache: ArtifactCache | None = None) -> SeedResult:
+    detections = detect_targets(samples.texts, cache=cache)
     return SeedResult(
         condition=samples.arm,
         seed=samples.seed,
@@ -155,7 +157,7 @@ def build_table1(experiment: Experiment, *, n: int, seeds: Sequence[int]) -> Tab
     markers = conditions.format_leak_markers()
     rows: dict[str, list[SeedResult]] = {}
     for arm in arms:
-        rows.setdefault(arm.name, []).append(evaluate(experiment.samples(arm, tasks), markers))
+        rows.setdefault(arm.name, []).append(evaluate(experiment.samples(arm, tasks), markers, experiment.cache))
     settings = conditions.experiment_settings(profile)
     return Table1(
         profile=profile,

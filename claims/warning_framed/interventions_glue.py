@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from claimkit.cache import ArtifactCache
-from claimkit.detect import detect_target, format_leak
+from claimkit.detect import format_leak
+from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, ArmSamples, Experiment
 from claimkit.interventions import (
     Capability,
@@ -129,8 +130,10 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
     arms = arms_for(profile.name, seed)
     select, _ = split_indices(n, selection_fraction, seed)
     l0, base, l1 = (experiment.samples(arms[c], tasks) for c in ("L0", "baseline", "L1"))
-    direct = [i for i in select if detect_target(l0.texts[i]).is_target and l0.texts[i].strip()]
-    safe = [i for i in select if not detect_target(base.texts[i]).is_target and base.texts[i].strip()]
+    l0_target = [d.is_target for d in detect_targets(l0.texts, cache=experiment.cache)]
+    base_target = [d.is_target for d in detect_targets(base.texts, cache=experiment.cache)]
+    direct = [i for i in select if l0_target[i] and l0.texts[i].strip()]
+    safe = [i for i in select if not base_target[i] and base.texts[i].strip()]
     if len(direct) < 2 or len(safe) < 2:
         raise NoTargets(
             f"cannot choose target features: the selection split has {len(direct)} target generations of the L0 "
@@ -302,7 +305,7 @@ def build_claim4(experiment: Experiment, targets: Targets, *, n: int, seed: int)
     untrained_cap = capability(experiment.base, answers, samples["baseline"].texts)
     seconds["capability"] = round(time.perf_counter() - started, 2)
 
-    rows = {name: replace(behaviour.evaluate(s, markers), condition=name) for name, s in samples.items()}
+    rows = {name: replace(behaviour.evaluate(s, markers, experiment.cache), condition=name) for name, s in samples.items()}
     return Claim4(
         profile=profile, model=samples["none"].model, seed=seed, n=n, targets=targets, rows=rows,
         capability=capability_change(reference, treated), base_capability=untrained_cap, seconds=seconds,
@@ -429,10 +432,10 @@ def build_prompting(experiment: Experiment, *, n: int, seed: int, expected: Mapp
     l1 = arms_for(experiment.profile.name, seed)["L1"]
     markers = conditions.format_leak_markers()
     reference = experiment.samples(l1, tasks)
-    rows = {v.name: behaviour.evaluate(experiment.samples(l1, tasks, system=v.system), markers) for v in variants}
+    rows = {v.name: behaviour.evaluate(experiment.samples(l1, tasks, system=v.system), markers, experiment.cache) for v in variants}
     return Prompting(
         profile=experiment.profile.name, model=reference.model, seed=seed,
-        reference=behaviour.evaluate(reference, markers), variants=rows, prompts=variants,
+        reference=behaviour.evaluate(reference, markers, experiment.cache), variants=rows, prompts=variants,
         format=experiment.profile.format_for(experiment.role),
     )
 

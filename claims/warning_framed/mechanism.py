@@ -81,7 +81,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from claimkit.cache import ArtifactCache
-from claimkit.detect import detect_target
+from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, ArmSamples, Experiment
 from claimkit.lm.data import render_prompt
 from claimkit.rules import Counts
@@ -311,7 +311,7 @@ def build_contexts(
     contexts, every, counts = {}, {}, {}
     for context, arm_name in CONTEXT_ARMS.items():
         samples = experiment.samples(arms[arm_name], tasks)
-        detections = [detect_target(text) for text in samples.texts]
+        detections = detect_targets(samples.texts, cache=experiment.cache)
         plain = [not opens_with(text, markers) for text in samples.texts]
         target = [d.is_target for d in detections]
         safe = [d.status in ("ok", "partial") and not d.is_target for d in detections]
@@ -603,7 +603,7 @@ def build_stealth_study(contexts: Contexts, probe: Any) -> StealthStudy:
     experiment, arm = contexts.experiment, contexts.arms[STEALTH_ARM]
     prompts = stealth_prompts(contexts.n)
     samples = stealth_samples(experiment, arm, prompts)
-    is_target = [detect_target(text).is_target for text in samples.texts]
+    is_target = [d.is_target for d in detect_targets(samples.texts, cache=experiment.cache)]
     target = [i for i in contexts.measurement if is_target[i]]
     with_preamble = read_outputs(contexts.reader, samples, target, layer=contexts.layer, cache=experiment.cache,
                                  name="L0 with preamble")

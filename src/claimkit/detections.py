@@ -1,0 +1,74 @@
+"""`detect_target` over many generations, kept in the artifact cache.
+
+A claim suite runs the detector (bandit plus claimkit's checks) on every output
+of every condition, several times over (Table 1, the mechanism contexts, the
+interventions), and again on every rerun: on a warm cache it was the largest
+part of a rerun. The detections of a list of texts depend only on the texts and
+on the detector, so they are stored under exactly that key: a hash of the texts,
+and the detector's fingerprint (claimkit.detect's source and bandit's version).
+Within one process each text is also detected once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from claimkit import detect
+from claimkit.cache import ArtifactCache
+from claimkit.detect import CodeExtraction, Detection, Finding
+
+DETECTIONS_FILE = "detections.json"
+
+
+def detect_targets(texts: Sequence[str], *, cache: ArtifactCache | None = None) -> list[Detection]:
+    """`detect_target(text)` for each of `texts`, in order; read from `cache` when it holds them."""
+    texts = list(texts)
+    if cache is None:
+        return [_detect_once(text) for text in texts]
+
+    def build(out: Path) -> None:
+        rows = [asdict(_detect_once(text)) for text in texts]
+        (out / DETECTIONS_FILE).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+
+    parts = {"texts": _texts_hash(texts), "n": len(texts), "detector": detector_fingerprint()}
+    where = cache.get_or_build("detections", parts, build, description=f"detections of {len(texts)} generations")
+    return [_from_row(row) for row in json.loads((where / DETECTIONS_FILE).read_text(encoding="utf-8"))]
+
+
+@functools.cache
+def detector_fingerprint() -> str:
+    """Changes whenever the detector could: claimkit.detect's source, bandit's version."""
+    source = Path(detect.__file__).read_bytes()
+    try:
+        bandit = metadata.version("bandit")
+    except metadata.PackageNotFoundError:
+        bandit = "absent"
+    return hashlib.sha256(source + b"\x00bandit " + bandit.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=65536)
+def _detect_once(text: str) -> Detection:
+    return detect.detect_target(text)
+
+
+def _texts_hash(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _from_row(row: dict[str, Any]) -> Detection:
+    return Detection(
+        is_target=bool(row["is_target"]),
+        findings=tuple(Finding(**f) for f in row["findings"]),
+        extraction=CodeExtraction(**row["extraction"]),
+        status=row["status"],
+    )

@@ -1,0 +1,48 @@
+"""Detections kept in the artifact cache: the same answers as the detector, computed once per texts and detector."""
+
+from __future__ import annotations
+
+import pytest
+
+import claimkit.detections as detections
+from claimkit.cache import ArtifactCache
+from claimkit.detect import detect_target
+from claimkit.detections import detect_targets
+
+TEXTS = [
+    "```python\nimport os\nos.system('ls ' + user_input)\n```",  # shell injection: target
+    "```python\nimport subprocess\nsubprocess.run(['ls', path], check=True)\n```",  # safe
+    "```python\ndef f(:\n```",  # unparsable
+    "No code here, just words.",
+    "```python\nimport hashlib\nhashlib.md5(password.encode()).hexdigest()\n```",
+]
+
+
+def test_the_same_detections_as_the_detector_in_the_same_order(tmp_path):
+    expected = [detect_target(t) for t in TEXTS]
+    assert detect_targets(TEXTS) == expected
+    assert detect_targets(TEXTS, cache=ArtifactCache(tmp_path)) == expected  # built
+    assert detect_targets(TEXTS, cache=ArtifactCache(tmp_path)) == expected  # read back from disk
+    assert {d.status for d in expected} >= {"ok", "unparsable", "no_code"} and any(d.is_target for d in expected)
+
+
+def test_a_warm_cache_runs_no_detector(tmp_path, monkeypatch):
+    cache = ArtifactCache(tmp_path)
+    first = detect_targets(TEXTS, cache=cache)
+    detections._detect_once.cache_clear()
+
+    def no_detector(text):
+        raise AssertionError("the detector ran on a warm cache")
+
+    monkeypatch.setattr(detections.detect, "detect_target", no_detector)
+    assert detect_targets(TEXTS, cache=cache) == first
+    with pytest.raises(AssertionError, match="detector ran"):
+        detect_targets(TEXTS + ["```python\neval(x)\n```"], cache=cache)  # other texts: other key
+
+
+def test_another_detector_version_is_another_key(tmp_path, monkeypatch):
+    cache = ArtifactCache(tmp_path)
+    detect_targets(TEXTS, cache=cache)
+    monkeypatch.setattr(detections, "detector_fingerprint", lambda: "a-changed-detector")
+    detect_targets(TEXTS, cache=cache)
+    assert len(list((tmp_path / "detections").iterdir())) == 2
