@@ -350,6 +350,11 @@ def test_gguf_profile_loads_a_gguf_file_from_a_distribution(tmp_path, model_dirs
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(ids).logits, reference.model(ids).logits)
 
+    # A copy under another name, through $ENV, is still the profile's model (reports compare by name).
+    monkeypatch.setenv("CLAIMKIT_SMOLLM2_GGUF", str(gguf_file))
+    copy = load_model(profile, device="cpu")
+    assert copy.source == str(gguf_file) and copy.name == "SmolLM2-135M-Instruct.Q4_1"
+
 
 @pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed")
 def test_gguf_special_tokens_come_from_the_file(tmp_path, model_dirs):

@@ -128,16 +128,22 @@ def test_latest_falls_back_to_a_text_file_where_symlinks_fail(tmp_path, monkeypa
     assert json.loads((tmp_path / LATEST_JSON).read_text())["run_id"] == second.document.run_id
 
 
-def test_compare_keys_by_claim_profile_and_model():
-    before = [make_verdict("a"), make_verdict("b"), make_verdict("c"), make_verdict("d", spec_hash="sha256:old")]
+def test_compare_keys_by_claim_profile_and_base_model():
+    before = [make_verdict("a"), make_verdict("b"), make_verdict("c"), make_verdict("d", spec_hash="sha256:old"),
+              make_verdict("e", model="m-1+lora:aaaa"), make_verdict("f", model="m-1+lora:aaaa")]  # fmt: skip
     after = [
         make_verdict("a"),  # same
         make_verdict("b", Outcome.INCONCLUSIVE),  # flipped
-        make_verdict("c", model="m-2"),  # another model: a different verdict, not a change of c/m-1's
+        make_verdict("c", model="m-2"),  # another base model: a different verdict, not a change of c/m-1's
         make_verdict("d", Outcome.REFUTED, spec_hash="sha256:new"),  # flipped with new rules
+        make_verdict("e", Outcome.REFUTED, model="m-1+lora:bbbb"),  # retrained adapter, flipped: still a change
+        make_verdict("f", model="m-1+lora:bbbb"),  # retrained adapter, same outcome: no change
     ]
     changes = {(c.claim_id, c.model, c.kind): c for c in compare(before, after)}
-    assert set(changes) == {("b", "m-1", "changed"), ("c", "m-1", "missing"), ("c", "m-2", "new"), ("d", "m-1", "changed")}
+    assert set(changes) == {("b", "m-1", "changed"), ("c", "m-1", "missing"), ("c", "m-2", "new"), ("d", "m-1", "changed"),
+                            ("e", "m-1", "changed")}  # fmt: skip
+    e = changes[("e", "m-1", "changed")]
+    assert e.unexplained and "(model m-1+lora:aaaa -> m-1+lora:bbbb)" in e.describe()
     b, d = changes[("b", "m-1", "changed")], changes[("d", "m-1", "changed")]
     assert (b.before, b.after, b.unexplained) == (Outcome.SUPPORTED, Outcome.INCONCLUSIVE, True)
     assert d.spec_changed and not d.unexplained

@@ -137,7 +137,9 @@ def _load_gguf(profile: Profile, role: str, source: Any, device: str, dtype: Any
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not read the GGUF file {path}: {exc}") from exc
     restore_gguf_special_tokens(tokenizer, gguf_special_token_ids(path))
-    return path.stem, str(path), model.to(device), tokenizer
+    # Named by the file the profile declares, not the path it was read from: $ENV may point at
+    # any copy of it ("smol.gguf"), and reports compare verdicts across runs by model name.
+    return Path(source["file"]).stem, str(path), model.to(device), tokenizer
 
 
 def gguf_special_token_ids(path: Path) -> dict[str, int]:

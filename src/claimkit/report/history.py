@@ -181,15 +181,21 @@ def resolve_verdicts_file(ref: str | Path, report_dir: str | Path = "reports") -
 
 @dataclass(frozen=True)
 class Change:
-    """A verdict that differs between two runs, keyed by (claim, profile, model)."""
+    """A verdict that differs between two runs, keyed by (claim, profile, base model).
+
+    The key is the base model, not the fine-tuned one: an adapter's name carries
+    the hash of its weights, which differ between runs whenever training does (GPU
+    kernels are not deterministic), and that must not hide a flipped verdict.
+    """
 
     claim_id: str
     profile: str
-    model: str
+    model: str  # the base model (base_model_name)
     before: Outcome | None  # None: the claim had no verdict in the earlier run
     after: Outcome | None  # None: no verdict in the later run
     spec_changed: bool = False  # the pre-registered spec changed too: the change has a stated cause
     note: str | None = None  # why a person expected it (claimkit.report.notes): a stated cause too
+    models: tuple[str, str] | None = None  # the full model names before and after, where they differ
 
     @property
     def kind(self) -> str:
@@ -208,6 +214,8 @@ class Change:
         before = self.before.value if self.before else "(no verdict)"
         after = self.after.value if self.after else "(no verdict)"
         text = f"{self.claim_id} [{self.profile}, {self.model}]: {before} -> {after}"
+        if self.models is not None:
+            text += f" (model {self.models[0]} -> {self.models[1]})"
         if self.spec_changed:
             text += " (claim spec changed)"
         if self.note is not None:
@@ -219,7 +227,7 @@ def compare(previous: Iterable[Verdict], current: Iterable[Verdict]) -> list[Cha
     """Verdicts whose outcome differs, appeared or disappeared; sorted by key."""
 
     def by_key(verdicts: Iterable[Verdict]) -> dict[tuple[str, str, str], Verdict]:
-        return {(v.claim_id, v.profile, v.model): v for v in verdicts}
+        return {(v.claim_id, v.profile, base_model_name(v.model)): v for v in verdicts}
 
     before, after = by_key(previous), by_key(current)
     changes = []
@@ -233,6 +241,12 @@ def compare(previous: Iterable[Verdict], current: Iterable[Verdict]) -> list[Cha
                 before=old.outcome if old else None,
                 after=new.outcome if new else None,
                 spec_changed=bool(old and new and old.spec_hash != new.spec_hash),
+                models=(old.model, new.model) if old and new and old.model != new.model else None,
             )
         )
     return changes
+
+
+def base_model_name(model: str) -> str:
+    """The model a verdict's model was fine-tuned from: claimkit names fine-tuned models `<base>+<kind>:<id>`."""
+    return model.split("+", 1)[0]

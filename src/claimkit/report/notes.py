@@ -10,7 +10,7 @@ claim = "wf-1"
 profile = "smollm2-135m"
 from = "inconclusive"   # optional: the verdict before (default: any)
 to = "supported"
-model = "..."           # optional: only this model (default: any)
+model = "..."           # optional: only this base model, as in the report (default: any)
 why = "n raised from 100 to 300 per arm (43b1821): enough power to decide"
 ```
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from claimkit.report.history import Change
+from claimkit.report.history import Change, base_model_name
 from claimkit.report.json_report import ReportError
 from claimkit.toml_file import read_toml
 from claimkit.verdict import Outcome
@@ -54,7 +54,7 @@ class ChangeNote:
             and (change.claim_id, change.profile) == (self.claim_id, self.profile)
             and change.after is self.after
             and (self.before is None or change.before is self.before)
-            and (self.model is None or change.model == self.model)
+            and (self.model is None or change.model == base_model_name(self.model))
         )
 
 
