@@ -15,6 +15,13 @@ ids count real tokens only (cumsum of the attention mask - 1), as `generate`
 does. Each batch draws from its own torch.Generator seeded from (seed, batch
 index), so a run is reproducible for a seed and batch size on one device.
 
+Models whose query heads share KV heads (SmolLM2, Llama 3) attend through
+`claimkit.lm.grouped_attention`, which reads the static cache once per KV head
+instead of copying it per query head; they are then given the 4D boolean masks
+that transformers would have built from the 2D one (causal over cache slots,
+padding hidden), where each padding slot also sees itself so that no query row
+is fully masked.
+
 `compile=True` (CUDA only) runs the one-token step through
 torch.compile(mode="reduce-overhead"), i.e. CUDA graphs; if compiling or
 running it fails, the batch is redone eagerly and the run stays eager.
@@ -26,6 +33,7 @@ import inspect
 import warnings
 from typing import Any, Callable, Sequence
 
+from claimkit.lm.grouped_attention import grouped_attention
 from claimkit.lm.load import LoadedModel
 from claimkit.lm.sample import Generation, batch_seed, eos_token_ids, sample_in_batches
 
@@ -128,14 +136,16 @@ class Decoder:
         rows, width = input_ids.shape
         device = input_ids.device
         generator = torch.Generator(device=device).manual_seed(seed)
-        with torch.no_grad():
+        with torch.no_grad(), grouped_attention(self.model) as four_d:
             cache = StaticCache(config=self.model.config, max_cache_len=width + max_new_tokens)
             # The mask covers the whole cache; a slot becomes visible when its token is fed.
-            mask = torch.zeros((rows, width + max_new_tokens), dtype=torch.long, device=device)
-            mask[:, :width] = attention_mask
+            mask = torch.zeros((rows, width + max_new_tokens), dtype=torch.bool if four_d else torch.long, device=device)
+            mask[:, :width] = attention_mask.bool() if four_d else attention_mask
             # As generate: positions count real tokens only, padding sits at position 0.
             positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-            logits = self._forward(input_ids, positions, mask, cache, prefill=True)
+            logits = self._forward(input_ids, positions, prefill_mask(mask, width) if four_d else mask, cache, prefill=True)
+            if four_d:
+                mask = mask[:, None, None, :]  # a view: the slots made visible below show through it
             next_position = positions[:, -1:] + 1
 
             stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
@@ -150,7 +160,7 @@ class Decoder:
                 steps = t + 1
                 if steps == max_new_tokens or (steps % FINISHED_CHECK_EVERY == 0 and bool(finished.all())):
                     break
-                mask[:, width + t] = 1
+                mask[..., width + t] = 1
                 logits = step(token[:, None], next_position, mask, cache)
                 next_position = next_position + 1
         return out[:, :steps]
@@ -178,6 +188,16 @@ class Decoder:
 
             self._compiled = step
         return self._compiled
+
+
+def prefill_mask(slots: Any, width: int) -> Any:
+    """(rows, 1, width, slots) booleans: prompt position c sees filled slots s <= c, and always itself."""
+    import torch
+
+    total = slots.shape[1]
+    causal = torch.ones((width, total), dtype=torch.bool, device=slots.device).tril()
+    itself = torch.eye(width, total, dtype=torch.bool, device=slots.device)
+    return (causal[None, None] & slots[:, None, None, :]) | itself[None, None]
 
 
 def next_tokens(logits: Any, temperature: float, top_p: float, generator: Any) -> Any:
