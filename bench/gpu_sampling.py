@@ -245,7 +245,10 @@ def roofline(loaded: Any, lengths: Sequence[int], new_tokens: int, batches: Sequ
           f"prompts {mean_prompt:.0f} tokens mean, {max(lengths)} max")  # fmt: skip
     print("  per decode step at batch B, context L: bytes = N*elem + B*L*kv; FLOPs = 2*N*B + 4*B*L*layers*heads*head_dim")
     print("  (every row decodes all new tokens; prefill adds 2*N*prompt tokens of FLOPs; context L runs from the prompt to prompt + new)")
-    measured = {r.batch: r for r in runs if r.label == "fast"}
+    measured: dict[int, list[Run]] = {}
+    for r in runs:
+        if r.label.startswith("fast"):
+            measured.setdefault(r.batch, []).append(r)
     for batch in batches:
         total_rows = len(lengths)
         n_batches = -(-total_rows // batch)
@@ -263,9 +266,8 @@ def roofline(loaded: Any, lengths: Sequence[int], new_tokens: int, batches: Sequ
                 f"-> at most {work / bound:,.0f} tok/s for {work} tokens")  # fmt: skip
         static_read = (n_matmul * element + min(batch, total_rows) * (max(lengths) + new_tokens) * kv_per_token) / hbm
         line += f"; the static cache reads all {max(lengths) + new_tokens} slots: {static_read * 1e3:.2f} ms/step"
-        if batch in measured:
-            run = measured[batch]
-            line += f"; measured {run.tokens_per_s:,.0f} tok/s of real tokens"
+        for run in measured.get(batch, []):
+            line += f"; measured {run.label} {run.tokens_per_s:,.0f} tok/s of real tokens ({100 * run.tokens_per_s * bound / work:.1f}% of the bound)"
         print(line)
 
 
