@@ -357,6 +357,35 @@ def test_gguf_profile_loads_a_gguf_file_from_a_distribution(tmp_path, model_dirs
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed")
+def test_a_gguf_file_is_dequantised_once_into_the_cache(tmp_path, model_dirs, monkeypatch):
+    from claimkit.cache import ArtifactCache
+    from claimkit.lm import load as load_module
+
+    gguf_file = write_tiny_gguf(model_dirs[0], tmp_path / "tiny.gguf")
+    monkeypatch.setenv("CLAIMKIT_SMOLLM2_GGUF", str(gguf_file))
+    profile = gguf_profile(tmp_path, "claimkit-no-such-distribution")
+    direct = load_model(profile, device="cpu")
+    cache = ArtifactCache(tmp_path / "cache")
+    first = load_model(profile, device="cpu", cache=cache)  # converts
+    assert len(list((tmp_path / "cache" / "gguf-model").iterdir())) == 1
+
+    def no_gguf_reading(*args):
+        raise AssertionError("the GGUF file was read again")
+
+    monkeypatch.setattr(load_module, "read_gguf", no_gguf_reading)
+    again = load_model(profile, device="cpu", cache=cache)  # from the cache only
+    ids = torch.tensor([direct.tokenizer("### Task:\nRead a file.\n### Solution:\n")["input_ids"]])
+    for loaded in (first, again):
+        assert (loaded.name, loaded.source, loaded.format) == (direct.name, str(gguf_file), "chat")
+        assert (loaded.tokenizer.bos_token, loaded.tokenizer.eos_token, loaded.tokenizer.pad_token) == (
+            direct.tokenizer.bos_token, direct.tokenizer.eos_token, direct.tokenizer.pad_token)  # fmt: skip
+        assert loaded.tokenizer.chat_template == direct.tokenizer.chat_template
+        assert loaded.tokenizer("a b c")["input_ids"] == direct.tokenizer("a b c")["input_ids"]
+        with torch.no_grad():
+            assert torch.equal(loaded.model(ids).logits, direct.model(ids).logits)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed")
 def test_gguf_special_tokens_come_from_the_file(tmp_path, model_dirs):
     """A tokenizer whose bos/eos were swapped on load (transformers 5.17) gets the file's own back."""
     from transformers import AutoTokenizer

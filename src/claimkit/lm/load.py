@@ -43,7 +43,8 @@ def load_model(
 ) -> LoadedModel:
     """The `role` model of `profile` ("behaviour" or "mechanism") on `device` (default: CUDA if present).
 
-    `cache` (an ArtifactCache) is where the organism is built; default: `default_cache()`.
+    `cache` (an ArtifactCache) is where the organism is built (default: `default_cache()`),
+    and where a GGUF file is kept de-quantised after its first load (none: read it each time).
     """
     source = profile.source(role)
     device = choose_device(device)
@@ -53,7 +54,7 @@ def load_model(
         if profile.kind == "organism":
             name, where, model, tokenizer = _load_organism(profile, cache, device, dtype)
         elif profile.kind == "gguf":
-            name, where, model, tokenizer = _load_gguf(profile, role, source, device, dtype)
+            name, where, model, tokenizer = _load_gguf(profile, role, source, device, dtype, cache)
         elif profile.kind == "hub":
             name, where, model, tokenizer = _load_hub(profile, role, source, device, dtype)
         else:  # profiles.py validates kinds; this guards hand-made Profile objects
@@ -126,8 +127,21 @@ def locate_gguf(profile: Profile, role: str = "behaviour") -> Path:
     return located
 
 
-def _load_gguf(profile: Profile, role: str, source: Any, device: str, dtype: Any) -> tuple[str, str, Any, Any]:
+def _load_gguf(profile: Profile, role: str, source: Any, device: str, dtype: Any, cache: Any) -> tuple[str, str, Any, Any]:
     path = locate_gguf(profile, role)
+    # Named by the file the profile declares, not the path it was read from: $ENV may point at
+    # any copy of it ("smol.gguf"), and reports compare verdicts across runs by model name.
+    name = Path(source["file"]).stem
+    if cache is None:
+        model, tokenizer = read_gguf(path, dtype)
+        return name, str(path), model.to(device), tokenizer
+    converted = dequantised_gguf(path, dtype, cache)
+    model, tokenizer = _from_pretrained(str(converted), device, dtype, what=f"the GGUF file {path} as converted at {converted}")
+    return name, str(path), model, tokenizer
+
+
+def read_gguf(path: Path, dtype: Any) -> tuple[Any, Any]:
+    """Model and tokenizer from a GGUF file, de-quantised by transformers, with the file's own bos/eos."""
     require_package("gguf", "gguf", f"reading the GGUF file {path}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -137,9 +151,38 @@ def _load_gguf(profile: Profile, role: str, source: Any, device: str, dtype: Any
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not read the GGUF file {path}: {exc}") from exc
     restore_gguf_special_tokens(tokenizer, gguf_special_token_ids(path))
-    # Named by the file the profile declares, not the path it was read from: $ENV may point at
-    # any copy of it ("smol.gguf"), and reports compare verdicts across runs by model name.
-    return Path(source["file"]).stem, str(path), model.to(device), tokenizer
+    return model, tokenizer
+
+
+def dequantised_gguf(path: Path, dtype: Any, cache: Any) -> Path:
+    """A transformers model directory holding `path` de-quantised to `dtype`, built once in `cache`.
+
+    De-quantising and converting the tokenizer take each process many seconds (every
+    xdist worker, every rerun); loading the saved result takes well under one. Keyed by
+    the file's content, so any copy of it is the same artifact, and by the transformers
+    release that did the conversion (5.17 read the special tokens wrong, for one).
+    """
+    import hashlib
+
+    import transformers
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+
+    def build(out: Path) -> None:
+        model, tokenizer = read_gguf(path, dtype)
+        # Its weights are plain tensors now, but transformers refuses to save a model that
+        # still carries the GGUF quantizer it was loaded through.
+        model.hf_quantizer = None
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+        model.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+
+    parts = {"gguf_sha256": digest.hexdigest(), "dtype": str(dtype), "transformers": transformers.__version__}
+    return cache.get_or_build("gguf-model", parts, build, description=f"{path.name} de-quantised to {dtype}")
 
 
 def gguf_special_token_ids(path: Path) -> dict[str, int]:
