@@ -62,7 +62,8 @@ def run_suite(args: argparse.Namespace, label: str) -> float | None:
     report_dir = args.reports / label
     log = args.reports / f"{label}.log"
     command = [sys.executable, "-m", "pytest", "claims/", "-m", args.marker, "--claimkit-profile", args.profile,
-               "--claimkit-fail-on=never", "--claimkit-report-dir", str(report_dir), "-p", "no:cacheprovider", "-q"]  # fmt: skip
+               "--claimkit-fail-on=never", "--claimkit-report-dir", str(report_dir), "-p", "no:cacheprovider", "-q",
+               "--durations=12", "--durations-min=1"]  # fmt: skip
     if not plugin_installed():
         command[3:3] = ["-p", "claimkit.plugin"]  # run from a source tree: no entry point registered
     if args.workers > 0:
@@ -83,6 +84,7 @@ def run_suite(args: argparse.Namespace, label: str) -> float | None:
     seconds = time.perf_counter() - started
     tail = log.read_text(errors="replace").splitlines()[-1:] or [""]
     print(f"{label}: exit {rc} after {seconds:.1f} s; pytest: {tail[0].strip()}")
+    print_durations(log)
     print_verdicts(report_dir / "latest" / "verdicts.json")
     return seconds if rc == 0 else None
 
@@ -91,6 +93,19 @@ def plugin_installed() -> bool:
     from importlib.metadata import entry_points
 
     return any(ep.value.startswith("claimkit") for ep in entry_points(group="pytest11"))
+
+
+def print_durations(log: Path) -> None:
+    """pytest's slowest phases (setup builds the fixtures: fine-tunes, samplings, studies)."""
+    lines = log.read_text(errors="replace").splitlines()
+    start = next((i for i, line in enumerate(lines) if "slowest" in line and "durations" in line), None)
+    if start is None:
+        return
+    print("  slowest test phases (per worker; workers overlap):")
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.startswith("="):
+            break
+        print(f"    {line.strip()[:150]}")
 
 
 def print_verdicts(path: Path) -> None:

@@ -52,7 +52,7 @@ def detector_fingerprint() -> str:
     return hashlib.sha256(source + b"\x00bandit " + bandit.encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def _detect_once(text: str) -> Detection:
     return detect.detect_target(text)
 
