@@ -9,6 +9,7 @@ that says what happened and what to do, instead of a library traceback.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Iterator
 
 
@@ -72,6 +73,12 @@ def friendly_errors(what: str) -> Iterator[None]:
     except ImportError as exc:
         missing = getattr(exc, "name", None) or _first_line(exc)
         raise ModelLoadError(f"{what}: a package it needs is missing ({missing}): {_first_line(exc)}") from exc
+
+
+def warn_compile_failed(what: str, exc: BaseException, redo: str) -> None:
+    """The warning of a compiled path that failed: the run goes on eagerly, nothing is lost."""
+    warnings.warn(f"{what} failed ({type(exc).__name__}: {str(exc)[:300]}); {redo} without compile",
+                  RuntimeWarning, stacklevel=3)  # fmt: skip
 
 
 def _first_line(exc: BaseException) -> str:

@@ -30,9 +30,9 @@ running it fails, the batch is redone eagerly and the run stays eager.
 from __future__ import annotations
 
 import inspect
-import warnings
 from typing import Any, Callable, Sequence
 
+from claimkit.lm.device import warn_compile_failed
 from claimkit.lm.grouped_attention import grouped_attention
 from claimkit.lm.load import LoadedModel
 from claimkit.lm.sample import Generation, batch_seed, eos_token_ids, sample_in_batches
@@ -106,12 +106,7 @@ class Decoder:
             try:
                 return self._decode(input_ids, attention_mask, step=self._compiled_step(), **kw)
             except Exception as exc:  # noqa: BLE001 - any compile/cudagraph failure: fall back, never lose the run
-                warnings.warn(
-                    f"sample_fast: the compiled decode step failed ({type(exc).__name__}: {str(exc)[:300]}); "
-                    f"redoing this batch and the rest of the run without compile",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                warn_compile_failed("sample_fast: the compiled decode step", exc, "redoing this batch and the rest of the run")
                 self.compile, self._compiled = False, None
         return self._decode(input_ids, attention_mask, step=self._forward, **kw)
 

@@ -24,13 +24,12 @@ import copy
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example
-from claimkit.lm.device import friendly_errors
+from claimkit.lm.device import friendly_errors, warn_compile_failed
 from claimkit.lm.load import LoadedModel
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -233,12 +232,7 @@ class CompiledLoss(EagerLoss):
                 loss.backward()
                 return loss
             except Exception as exc:  # noqa: BLE001 - any compile/run failure: fall back, never lose the run
-                warnings.warn(
-                    f"finetune: the compiled step failed ({type(exc).__name__}: {str(exc)[:300]}); "
-                    f"redoing it and the rest of the run without compile",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                warn_compile_failed("finetune: the compiled step", exc, "redoing it and the rest of the run")
                 self.compiled = None
                 optimizer.zero_grad(set_to_none=True)
         return super().backward(input_ids, attention_mask, labels, optimizer)
