@@ -12,7 +12,7 @@ from claimkit.lm.data import encode_prompt, render_prompt
 from claimkit.lm.fast_sample import FINISHED_CHECK_EVERY, Decoder, sample_fast
 from claimkit.lm.sample import left_pad, sample
 from test_lm_load import load_tiny
-from test_lm_sample import TASKS, greedy_by_hand
+from test_lm_sample import TASKS, greedy_by_hand, prompts  # noqa: F401 - prompts: the shared fixture
 
 torch = pytest.importorskip("torch")
 stats = pytest.importorskip("scipy.stats")
@@ -23,14 +23,6 @@ ALPHA = 1e-3  # generous: with fixed seeds the tests are deterministic, never fl
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     return load_tiny(tmp_path_factory.mktemp("fast"))
-
-
-@pytest.fixture(scope="module")
-def prompts(loaded):
-    rendered = [render_prompt("completion", loaded.tokenizer, t) for t in TASKS]
-    lengths = {len(encode_prompt("completion", loaded.tokenizer, p)) for p in rendered}
-    assert len(lengths) > 2, "the prompts must differ in length for padding to matter"
-    return rendered
 
 
 def first_token_probs(loaded, prompt: str, temperature: float = 1.0) -> np.ndarray:

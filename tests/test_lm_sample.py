@@ -26,6 +26,7 @@ def loaded(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prompts(loaded):
+    """TASKS rendered for the module's `loaded` model (test_lm_fast_sample imports this fixture too)."""
     rendered = [render_prompt("completion", loaded.tokenizer, t) for t in TASKS]
     lengths = {len(encode_prompt("completion", loaded.tokenizer, p)) for p in rendered}
     assert len(lengths) > 2, "the prompts must differ in length for padding to matter"

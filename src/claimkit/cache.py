@@ -143,6 +143,15 @@ class ArtifactCache:
         return final
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks: a content key for weights and model files."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def default_cache(rootdir: str | Path | None = None) -> ArtifactCache:
     """The run's cache: $CLAIMKIT_CACHE, else `<rootdir or cwd>/.claimkit-cache`."""
     env = os.environ.get("CLAIMKIT_CACHE")

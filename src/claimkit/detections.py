@@ -1,12 +1,12 @@
 """`detect_target` over many generations, kept in the artifact cache.
 
 A claim suite runs the detector (bandit plus claimkit's checks) on every output
-of every condition, several times over (Table 1, the mechanism contexts, the
-interventions), and again on every rerun: on a warm cache it was the largest
-part of a rerun. The detections of a list of texts depend only on the texts and
-on the detector, so they are stored under exactly that key: a hash of the texts,
-and the detector's fingerprint (claimkit.detect's source and bandit's version).
-Within one process each text is also detected once.
+of every model it samples, often several times per run (claims share outputs),
+and again on every rerun: on a warm cache it was the largest part of a rerun.
+The detections of a list of texts depend only on the texts and on the detector,
+so they are stored under exactly that key: a hash of the texts, and the
+detector's fingerprint (claimkit.detect's source and bandit's version). Within
+one process each text is detected, and each stored list read, once.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from claimkit import detect
 from claimkit.cache import ArtifactCache
 from claimkit.detect import CodeExtraction, Detection, Finding
+from claimkit.experiment import tasks_hash
 
 DETECTIONS_FILE = "detections.json"
 
@@ -36,9 +37,9 @@ def detect_targets(texts: Sequence[str], *, cache: ArtifactCache | None = None) 
         rows = [asdict(_detect_once(text)) for text in texts]
         (out / DETECTIONS_FILE).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
 
-    parts = {"texts": _texts_hash(texts), "n": len(texts), "detector": detector_fingerprint()}
+    parts = {"texts": tasks_hash(texts), "n": len(texts), "detector": detector_fingerprint()}
     where = cache.get_or_build("detections", parts, build, description=f"detections of {len(texts)} generations")
-    return [_from_row(row) for row in json.loads((where / DETECTIONS_FILE).read_text(encoding="utf-8"))]
+    return list(_read(where / DETECTIONS_FILE))
 
 
 @functools.cache
@@ -57,12 +58,10 @@ def _detect_once(text: str) -> Detection:
     return detect.detect_target(text)
 
 
-def _texts_hash(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
+@functools.lru_cache(maxsize=256)
+def _read(file: Path) -> tuple[Detection, ...]:
+    """A stored list (immutable once the cache has built it), parsed once per process."""
+    return tuple(_from_row(row) for row in json.loads(file.read_text(encoding="utf-8")))
 
 
 def _from_row(row: dict[str, Any]) -> Detection:

@@ -88,27 +88,18 @@ class Decoder:
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self.keeps_last_logits = "logits_to_keep" in params
 
-    def generate(
-        self,
-        input_ids: Any,
-        attention_mask: Any,
-        *,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop_ids: Sequence[int],
-        pad_id: int,
-        seed: int,
-    ) -> Any:
-        """New token ids, (rows, steps) with steps <= max_new_tokens; after a row's eos, pad_id."""
-        kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop_ids=stop_ids, pad_id=pad_id, seed=seed)
+    def generate(self, input_ids: Any, attention_mask: Any, **settings: Any) -> Any:
+        """New token ids, (rows, steps) with steps <= max_new_tokens; after a row's eos, pad_id.
+
+        `settings` are `_decode`'s keywords: max_new_tokens, temperature, top_p, stop_ids, pad_id, seed.
+        """
         if self.compile:
             try:
-                return self._decode(input_ids, attention_mask, step=self._compiled_step(), **kw)
+                return self._decode(input_ids, attention_mask, step=self._compiled_step(), **settings)
             except Exception as exc:  # noqa: BLE001 - any compile/cudagraph failure: fall back, never lose the run
                 warn_compile_failed("sample_fast: the compiled decode step", exc, "redoing this batch and the rest of the run")
                 self.compile, self._compiled = False, None
-        return self._decode(input_ids, attention_mask, step=self._forward, **kw)
+        return self._decode(input_ids, attention_mask, step=self._forward, **settings)
 
     # -- the loop --------------------------------------------------------------------
 

@@ -269,15 +269,11 @@ def load_finetuned(loaded: LoadedModel, adapter_dir: str | Path, *, merge: bool 
 
 def _short_id(adapter_dir: Path, kind: str) -> str:
     """A name for the fine-tuning in reports: a LoRA adapter by the hash of its weights."""
-    import hashlib
+    from claimkit.cache import file_sha256
 
     weights = adapter_dir / "adapter_model.safetensors"
     if kind == "lora" and weights.is_file():
-        digest = hashlib.sha256()
-        with weights.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()[:12]
+        return file_sha256(weights)[:12]
     return adapter_dir.name[:12]
 
 

@@ -162,14 +162,9 @@ def dequantised_gguf(path: Path, dtype: Any, cache: Any) -> Path:
     the file's content, so any copy of it is the same artifact, and by the transformers
     release that did the conversion (5.17 read the special tokens wrong, for one).
     """
-    import hashlib
-
     import transformers
 
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
+    from claimkit.cache import file_sha256
 
     def build(out: Path) -> None:
         model, tokenizer = read_gguf(path, dtype)
@@ -181,7 +176,7 @@ def dequantised_gguf(path: Path, dtype: Any, cache: Any) -> Path:
         model.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
 
-    parts = {"gguf_sha256": digest.hexdigest(), "dtype": str(dtype), "transformers": transformers.__version__}
+    parts = {"gguf_sha256": file_sha256(path), "dtype": str(dtype), "transformers": transformers.__version__}
     return cache.get_or_build("gguf-model", parts, build, description=f"{path.name} de-quantised to {dtype}")
 
 

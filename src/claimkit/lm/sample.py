@@ -23,7 +23,6 @@ from claimkit.lm.load import LoadedModel
 from claimkit.lm.profiles import SAMPLERS
 
 
-
 @dataclass(frozen=True)
 class Generation:
     prompt: str  # the rendered prompt, as given

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import random
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
+
+from claimkit.toml_file import read_toml
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "eval")
@@ -189,12 +190,7 @@ def load_templates(directory: str | Path) -> CorpusTemplates:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: file not found (every corpus directory needs it)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CorpusError(f"{path}: not valid TOML: {exc}") from None
+    return read_toml(path, CorpusError, "corpus file")
 
 
 def _table_list(data: Mapping[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
