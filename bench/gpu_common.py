@@ -94,3 +94,45 @@ def versions_line() -> str:
         except ImportError:
             found.append(f"{name} missing")
     return ", ".join(found) + f", python {sys.version.split()[0]}"
+
+
+KERNEL_KINDS = (  # (kind, substrings of a CUDA kernel's name), first match wins
+    ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
+    ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "matmul", "splitk", "sm90_", "sm100_")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("loss", ("softmax", "nll", "cross_entropy", "log_softmax")),
+    ("copy/cast", ("copy", "convert", "cast", "cat", "fill")),
+    ("fused (inductor)", ("triton_",)),
+    ("reduction", ("reduce", "norm", "sum", "mean")),
+    ("elementwise", ("elementwise", "vectorized", "unrolled")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in lowered for k in keys)), "other")
+
+
+def print_kernel_breakdown(events: Any, *, wall_s: float, top: int = 15) -> None:
+    """GPU kernel time by kind (matmul, attention, element-wise ...) and the top kernels, from a torch profile.
+
+    Kernel time well under wall time means the GPU waited on the host; a large
+    non-matmul share is memory-bound work a fused kernel could remove.
+    """
+    import torch
+
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in kernels)
+    if not total:
+        print("    no CUDA kernels recorded")
+        return
+    by_kind: dict[str, float] = {}
+    for e in kernels:
+        by_kind[kernel_kind(e.key)] = by_kind.get(kernel_kind(e.key), 0.0) + e.self_device_time_total
+    print(f"    GPU kernels {total / 1e6:.3f} s of {wall_s:.3f} s wall ({100 * total / 1e6 / wall_s:.0f}% busy); by kind:")
+    for kind, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"      {kind:<18} {us / 1e3:>9.1f} ms  {100 * us / total:5.1f}%")
+    print(f"    top {top} kernels:")
+    for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:top]:
+        print(f"      {e.self_device_time_total / 1e3:>9.1f} ms  {100 * e.self_device_time_total / total:5.1f}%  "
+              f"x{e.count:<5} [{kernel_kind(e.key)}] {e.key[:110]}")  # fmt: skip

@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--skip-eager", action="store_true", help="(a) time only the compiled step (with --compile)")
     parser.add_argument("--skip-3b", action="store_true", help="skip part (a)")
     parser.add_argument("--skip-smollm2", action="store_true", help="skip part (b)")
+    parser.add_argument("--profile", action="store_true",
+                        help="(a) after each timed run, profile one more step: GPU kernel time by kind and the top kernels")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12)
     args = parser.parse_args()
     tiny = args.tiny
@@ -107,7 +109,7 @@ def main() -> None:
                 summary[f"3b_lora_{lora_dtype}{'_compiled' if compile else ''}"] = bench_3b(
                     device, tiny=tiny, batch=args.batch or (4 if tiny else 64), seq=args.seq or (64 if tiny else 512),
                     micro=args.micro_batch or (2 if tiny else 32), steps=steps, warmup=args.warmup,
-                    r=args.lora_r, lora_bf16=lora_dtype == "bf16", peak=peak, compile=compile,
+                    r=args.lora_r, lora_bf16=lora_dtype == "bf16", peak=peak, compile=compile, profile=args.profile,
                 )  # fmt: skip
     if not args.skip_smollm2:
         batches = [int(b) for b in (args.smol_batches or ("4" if tiny else "16,64")).split(",")]
@@ -127,7 +129,8 @@ def paper_profile_settings() -> dict[str, Any]:
 
 
 def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps: int, warmup: int, r: int,
-             lora_bf16: bool, peak: float, dropout: float = 0.0, compile: bool = False, label: str = "") -> dict[str, Any]:  # fmt: skip
+             lora_bf16: bool, peak: float, dropout: float = 0.0, compile: bool = False, label: str = "",
+             profile: bool = False) -> dict[str, Any]:  # fmt: skip
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -184,6 +187,8 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     print(f"    {warmup} warm-up steps (compiling, if any) {warmup_s:.1f} s; {steps} steps of {batch} x {seq} tokens (micro-batch {micro}, {batch // micro} accumulated): "
           f"{seconds / steps:.3f} s/step, {result['tokens_per_s']:,.0f} tokens/s, {flops_per_token / 1e9:.2f} GFLOP/token "
           f"-> {result['tflops']:.0f} TFLOP/s = MFU {100 * result['mfu']:.1f}%, peak GPU memory {gib(result['peak_gib'])}")  # fmt: skip
+    if profile:
+        profile_step(forward, optimizer, params, data, micro)
     del model, base, optimizer, params, forward
     gc.collect()
     if compile:
@@ -191,6 +196,22 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     if device == "cuda":
         torch.cuda.empty_cache()
     return result
+
+
+def profile_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int) -> None:
+    """One more optimizer step under torch.profiler: where its GPU time goes."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    synchronize()
+    started = time.perf_counter()
+    with profile(activities=activities) as prof:
+        train_step(model, optimizer, params, data, micro)
+        synchronize()
+    wall = time.perf_counter() - started
+    print("    profile of one step (profiler on):")
+    gpu_common.print_kernel_breakdown(prof.key_averages(), wall_s=wall)
 
 
 def train_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int) -> None:
