@@ -10,11 +10,14 @@
     step (micro-batches of `--micro-batch`, halved on out-of-memory, with
     gradient accumulation): tokens/s, MFU and peak GPU memory over `--steps`
     timed steps after `--warmup` untimed ones; with LoRA weights in fp32 (peft's
-    default, what claimkit trains) and in bf16; with `--compile` also through
+    default, what claimkit trains), in fp32 under `[finetune] mixed_precision`
+    (bf16 autocast, peft's input casting off: claimkit.lm.finetune.mixed_precision)
+    and in bf16; with `--compile` also through
     torch.compile as `[finetune] compile = true` runs it. First, unless
     `--skip-configured`, one run at the paper profile's own [finetune] and [lora]
     settings (fixtures/profiles/paper.toml: batch 16 of max_length 512, LoRA
-    dropout, fp32 LoRA weights): its peak GPU memory is what the profile needs.
+    dropout, fp32 LoRA weights, its mixed_precision): its peak GPU memory is what
+    the profile needs.
 (b) SmolLM2-135M-Instruct (profile smollm2-135m, claimkit's loader) fine-tuned
     on warning-framed L1 examples by `claimkit.lm.finetune.finetune` and by a
     plain peft loop of the same shape (same examples, order-free batches of the
@@ -36,6 +39,7 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import importlib
@@ -69,8 +73,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="(a) timed optimizer steps (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="(a) untimed optimizer steps first (default 2)")
     parser.add_argument("--lora-r", type=int, default=16)
-    parser.add_argument("--lora-dtype", choices=("fp32", "bf16", "both"), default="both",
-                        help="(a) LoRA weights in fp32 (peft's default, what claimkit trains) and/or bf16 (default both)")
+    parser.add_argument("--lora-dtype", default="fp32,mixed,bf16",
+                        help="(a) comma-separated: fp32 (peft's default), mixed (fp32 weights, bf16 autocast as "
+                             "[finetune] mixed_precision), bf16 (default all three)")
     parser.add_argument("--examples", type=int, help="(b) fine-tuning examples (default 640)")
     parser.add_argument("--smol-batches", help="(b) comma-separated batch sizes (default 16,64; 16 is the profile's)")
     parser.add_argument("--compile", action="store_true", help="also time the compiled step (claimkit's [finetune] compile = true)")
@@ -99,17 +104,19 @@ def main() -> None:
         batch = 4 if tiny else int(paper["batch_size"])
         summary["3b_as_configured"] = bench_3b(
             device, tiny=tiny, batch=batch, seq=args.seq or (64 if tiny else int(paper["max_length"])), micro=batch,
-            steps=steps, warmup=args.warmup, r=int(paper["lora"]["r"]), lora_bf16=False, peak=peak,
+            steps=steps, warmup=args.warmup, r=int(paper["lora"]["r"]), lora_dtype="mixed" if paper.get("mixed_precision") else "fp32", peak=peak,
             dropout=float(paper["lora"].get("dropout", 0.0)), label="as configured in fixtures/profiles/paper.toml",
         )  # fmt: skip
     if not args.skip_3b:
         compiled = ((False,) if not args.compile else (True,) if args.skip_eager else (False, True))
-        for lora_dtype in (("fp32", "bf16") if args.lora_dtype == "both" else (args.lora_dtype,)):
+        for lora_dtype in args.lora_dtype.split(","):
+            if lora_dtype not in ("fp32", "mixed", "bf16"):
+                parser.error(f"--lora-dtype: {lora_dtype!r} is none of fp32, mixed, bf16")
             for compile in compiled:
                 summary[f"3b_lora_{lora_dtype}{'_compiled' if compile else ''}"] = bench_3b(
                     device, tiny=tiny, batch=args.batch or (4 if tiny else 64), seq=args.seq or (64 if tiny else 512),
                     micro=args.micro_batch or (2 if tiny else 32), steps=steps, warmup=args.warmup,
-                    r=args.lora_r, lora_bf16=lora_dtype == "bf16", peak=peak, compile=compile, profile=args.profile,
+                    r=args.lora_r, lora_dtype=lora_dtype, peak=peak, compile=compile, profile=args.profile,
                 )  # fmt: skip
     if not args.skip_smollm2:
         batches = [int(b) for b in (args.smol_batches or ("4" if tiny else "16,64")).split(",")]
@@ -129,12 +136,12 @@ def paper_profile_settings() -> dict[str, Any]:
 
 
 def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps: int, warmup: int, r: int,
-             lora_bf16: bool, peak: float, dropout: float = 0.0, compile: bool = False, label: str = "",
+             lora_dtype: str, peak: float, dropout: float = 0.0, compile: bool = False, label: str = "",
              profile: bool = False) -> dict[str, Any]:  # fmt: skip
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    compile_options = importlib.import_module("claimkit.lm.finetune").COMPILE_OPTIONS  # the module, not claimkit.lm's function
+    ft = importlib.import_module("claimkit.lm.finetune")  # the module, not claimkit.lm's function of that name
     shape = TINY_LLAMA if tiny else LLAMA_3B
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     config = LlamaConfig(**shape, use_cache=False)
@@ -143,15 +150,17 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     with torch.device(device):
         base = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
     n_base = gpu_common.matmul_params(base)
-    model = lora_wrap(base, r=r, alpha=2 * r, dropout=dropout, targets=ALL_LINEAR, lora_bf16=lora_bf16)
+    model = lora_wrap(base, r=r, alpha=2 * r, dropout=dropout, targets=ALL_LINEAR, lora_bf16=lora_dtype == "bf16")
+    precision = ft.mixed_precision(model, dtype, device) if lora_dtype == "mixed" else contextlib.nullcontext
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_lora = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if device == "cuda" else {}))
-    forward = torch.compile(model, **compile_options) if compile else model
+    forward = torch.compile(model, **ft.COMPILE_OPTIONS) if compile else model
     print(f"    {dtype}, attention {model.config._attn_implementation}, gradient checkpointing "
           f"{checkpointing(base)}, N_base {n_base / 1e9:.3f} B, N_lora {n_lora / 1e6:.1f} M "
-          f"(LoRA weights in {params[0].dtype}, dropout {dropout}), {'torch.compile ' + str(compile_options) if compile else 'eager'}")  # fmt: skip
+          f"(LoRA weights in {params[0].dtype}{', bf16 autocast' if precision is not contextlib.nullcontext else ''}, dropout {dropout}), "
+          f"{'torch.compile ' + str(ft.COMPILE_OPTIONS) if compile else 'eager'}")  # fmt: skip
     data = torch.randint(0, shape["vocab_size"], (batch, seq), device=device)
 
     while True:
@@ -159,12 +168,12 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
             reset_peak_memory()
             warm_started = time.perf_counter()
             for _ in range(warmup):
-                train_step(forward, optimizer, params, data, micro)
+                train_step(forward, optimizer, params, data, micro, precision)
             synchronize()
             warmup_s = time.perf_counter() - warm_started
             started = time.perf_counter()
             for _ in range(steps):
-                train_step(forward, optimizer, params, data, micro)
+                train_step(forward, optimizer, params, data, micro, precision)
             synchronize()
             seconds = time.perf_counter() - started
             break
@@ -188,7 +197,7 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
           f"{seconds / steps:.3f} s/step, {result['tokens_per_s']:,.0f} tokens/s, {flops_per_token / 1e9:.2f} GFLOP/token "
           f"-> {result['tflops']:.0f} TFLOP/s = MFU {100 * result['mfu']:.1f}%, peak GPU memory {gib(result['peak_gib'])}")  # fmt: skip
     if profile:
-        profile_step(forward, optimizer, params, data, micro)
+        profile_step(forward, optimizer, params, data, micro, precision)
     del model, base, optimizer, params, forward
     gc.collect()
     if compile:
@@ -198,7 +207,7 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     return result
 
 
-def profile_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int) -> None:
+def profile_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int, precision: Any) -> None:
     """One more optimizer step under torch.profiler: where its GPU time goes."""
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -207,20 +216,21 @@ def profile_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, m
     synchronize()
     started = time.perf_counter()
     with profile(activities=activities) as prof:
-        train_step(model, optimizer, params, data, micro)
+        train_step(model, optimizer, params, data, micro, precision)
         synchronize()
     wall = time.perf_counter() - started
     print("    profile of one step (profiler on):")
     gpu_common.print_kernel_breakdown(prof.key_averages(), wall_s=wall)
 
 
-def train_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int) -> None:
-    """One optimizer step over `data` (no padding), `micro` sequences per forward/backward."""
+def train_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int, precision: Any) -> None:
+    """One optimizer step over `data` (no padding), `micro` sequences per forward/backward under `precision()`."""
     import torch
 
     chunks = data.split(micro)
     for chunk in chunks:
-        loss = model(input_ids=chunk, labels=chunk, use_cache=False).loss / len(chunks)
+        with precision():
+            loss = model(input_ids=chunk, labels=chunk, use_cache=False).loss / len(chunks)
         loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()

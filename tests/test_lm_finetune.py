@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
 import importlib
 import json
 import math
@@ -281,3 +284,56 @@ def test_compile_is_a_known_knob_and_off_the_gpu_changes_nothing(loaded, tmp_pat
     plain = finetune(loaded, data, hparams=hparams(loaded, epochs=1), seed=0, out_dir=tmp_path / "a", progress=False)
     on_cpu = finetune(loaded, data, hparams=hparams(loaded, epochs=1, compile=True), seed=0, out_dir=tmp_path / "b", progress=False)
     assert on_cpu.losses == plain.losses
+
+
+# -- mixed precision ---------------------------------------------------------------------------
+
+
+def as_bf16(loaded):
+    return dataclasses.replace(loaded, model=copy.deepcopy(loaded.model).to(torch.bfloat16), dtype=torch.bfloat16)
+
+
+def lora_step(loaded, precision_of):
+    """One LoRA step's loss, gradients, and the dtypes lora_A saw as input and holds as weights."""
+    torch.manual_seed(0)
+    model = ft._trainable_copy(loaded, TrainConfig.from_hparams(loaded.profile.finetune_hparams()), full=False)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    seen = set()
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.add(args[0].dtype))
+             for name, m in model.named_modules() if name.endswith("lora_A.default")]  # fmt: skip
+    loss = ft.EagerLoss(model, precision_of(model)).backward(*one_batch(loaded), torch.optim.AdamW(params, lr=1e-3))
+    for hook in hooks:
+        hook.remove()
+    return float(loss), [p.grad.clone() for p in params], seen, {p.dtype for p in params} | {p.grad.dtype for p in params}
+
+
+def test_mixed_precision_multiplies_the_adapters_in_bf16_and_keeps_fp32_weights_and_gradients(loaded):
+    bf16 = as_bf16(loaded)
+    plain_loss, plain_grads, plain_inputs, plain_dtypes = lora_step(bf16, lambda model: contextlib.nullcontext)
+    mixed_loss, mixed_grads, mixed_inputs, mixed_dtypes = lora_step(bf16, lambda model: ft.mixed_precision(model, torch.bfloat16, "cpu"))
+    assert plain_inputs == {torch.float32}  # peft's default: every adapter input copied to fp32
+    assert mixed_inputs == {torch.bfloat16}
+    assert plain_dtypes == mixed_dtypes == {torch.float32}
+    assert mixed_loss == pytest.approx(plain_loss, rel=2e-2)
+    cosines = [torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) for a, b in zip(mixed_grads, plain_grads)
+               if a.abs().sum() > 0]  # fmt: skip
+    assert cosines and min(cosines) > 0.95
+
+
+def test_mixed_precision_leaves_an_fp32_model_alone_and_is_a_known_knob(loaded, tmp_path):
+    assert ft.mixed_precision(None, torch.float32, "cpu") is contextlib.nullcontext
+    with pytest.raises(ValueError, match="mixed_precision must be true or false"):
+        TrainConfig.from_hparams(hparams(loaded, mixed_precision="yes"))
+    data = examples(8, seed=3)
+    plain = finetune(loaded, data, hparams=hparams(loaded, epochs=1), seed=0, out_dir=tmp_path / "a", progress=False)
+    mixed = finetune(loaded, data, hparams=hparams(loaded, epochs=1, mixed_precision=True), seed=0, out_dir=tmp_path / "b", progress=False)
+    assert mixed.losses == plain.losses
+
+
+def test_a_bf16_model_trains_under_mixed_precision(loaded, tmp_path):
+    bf16 = as_bf16(loaded)
+    result = finetune(bf16, examples(16), hparams=hparams(bf16, epochs=3, mixed_precision=True), seed=0, out_dir=tmp_path / "m", progress=False)
+    assert result.losses[-1] < result.losses[0]
+    tuned = load_finetuned(bf16, result.adapter_dir)
+    assert torch.isfinite(logits_of(tuned.model, tuned.tokenizer).float()).all()

@@ -109,6 +109,7 @@ def test_per_role_format_override(tmp_path):
         (("epochs = 1", "epochs = 1\nwarmup = 3"), r"unknown field\(s\) 'finetune.warmup' \(known: epochs,"),
         (("r = 4", "r = 4\nrank = 4"), "unknown field.*'lora.rank'"),
         (("epochs = 1", "epochs = 1\ncompile = \"yes\""), "field 'finetune.compile' must be a boolean"),
+        (("epochs = 1", "epochs = 1\nmixed_precision = 1"), "field 'finetune.mixed_precision' must be a boolean"),
         (("max_new_tokens = 8", "max_new_tokens = 8\ntop_k = 5"), "unknown field.*'sampling.top_k'"),
         (("batch_size = 4", "batch_size = 4\nsampler = \"vllm\""), "field 'sampling.sampler' must be one of generate, fast"),
         (("batch_size = 4", "batch_size = 4\nsampler = \"fast\"\ncompile = 1"), "field 'sampling.compile' must be a boolean"),

@@ -12,6 +12,9 @@ in [finetune] runs forward and backward through torch.compile (CUDA only): a
 small model's step is mostly kernel launches and Python, a large one's mostly
 unfused element-wise passes, and inductor removes much of both. If compiling
 fails the step is redone eagerly and the rest of the run stays eager.
+`mixed_precision = true` runs forward under bf16 autocast when the model is bf16:
+the LoRA matmuls run in bf16 instead of on fp32 copies of every activation, while
+the LoRA weights, their gradients and AdamW's states stay fp32 (what peft trains).
 
 The base model in `loaded` is never modified: training happens on a copy, so one
 loaded base can be fine-tuned for every condition and seed of a claim.
@@ -59,6 +62,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     compile: bool = False  # torch.compile forward and backward (CUDA only; eager elsewhere)
+    mixed_precision: bool = False  # bf16 autocast over forward when the model is bf16; weights stay fp32
 
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any]) -> "TrainConfig":
@@ -77,8 +81,9 @@ class TrainConfig:
             raise ValueError(f"finetune: unknown lora setting(s) {unknown_lora}; known: r, alpha, dropout, target_modules")
         if "betas" in hparams:
             hparams["betas"] = tuple(hparams["betas"])
-        if not isinstance(hparams.get("compile", False), bool):
-            raise ValueError(f"finetune: compile must be true or false, got {hparams['compile']!r}")
+        for flag in ("compile", "mixed_precision"):
+            if not isinstance(hparams.get(flag, False), bool):
+                raise ValueError(f"finetune: {flag} must be true or false, got {hparams[flag]!r}")
         if hparams.get("schedule", "cosine") not in ("cosine", "constant"):
             raise ValueError(f"finetune: schedule must be 'cosine' or 'constant', got {hparams['schedule']!r}")
         renamed = {f"lora_{k}": (tuple(v) if k == "target_modules" else v) for k, v in lora.items()}
@@ -153,7 +158,9 @@ def finetune(
     bar = tqdm(total=total_steps, desc=f"finetune {loaded.name}", unit="step", disable=not progress, leave=False)
     hooks = train_hooks(model) if train_hooks is not None else contextlib.nullcontext()
     model.train()
-    step_loss = CompiledLoss(model) if cfg.compile and str(loaded.device).startswith("cuda") else EagerLoss(model)
+    precision = mixed_precision(model, loaded.dtype, str(loaded.device)) if cfg.mixed_precision else contextlib.nullcontext
+    loss_class = CompiledLoss if cfg.compile and str(loaded.device).startswith("cuda") else EagerLoss
+    step_loss = loss_class(model, precision)
     with friendly_errors(f"fine-tuning {loaded.name}"), hooks:
         for epoch in range(cfg.epochs):
             order = order_rng.permutation(len(rows))
@@ -199,15 +206,41 @@ def finetune(
     return result
 
 
-class EagerLoss:
-    """Forward and backward of one batch, eagerly; returns the loss."""
+def mixed_precision(model: Any, dtype: Any, device: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context for the forward pass: bf16 autocast, peft's input casting off; a no-op unless `dtype` is bf16.
 
-    def __init__(self, model: Any):
+    peft casts each LoRA layer's input to its fp32 weights' dtype, so every adapted
+    projection copies its activations to fp32 and multiplies in fp32. Under autocast
+    with that casting off, the adapter multiplies in bf16 (its fp32 weights cast per
+    call: a few MB) and backward still leaves fp32 gradients on fp32 weights, as in
+    any bf16 mixed-precision training. fp16 would need loss scaling and is not offered.
+    """
+    import torch
+
+    if dtype != torch.bfloat16:
+        return contextlib.nullcontext
+
+    @contextlib.contextmanager
+    def context() -> Any:
+        from peft.helpers import disable_input_dtype_casting
+
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16), disable_input_dtype_casting(model):
+            yield
+
+    return context
+
+
+class EagerLoss:
+    """Forward and backward of one batch, eagerly; returns the loss. `precision()` is entered around forward."""
+
+    def __init__(self, model: Any, precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.model = model
+        self.precision = precision
 
     def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
         # use_cache=False: training needs no KV cache (transformers builds one by default)
-        loss = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
+        with self.precision():
+            loss = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
         loss.backward()
         return loss
 
@@ -219,16 +252,17 @@ class CompiledLoss(EagerLoss):
     gradients and redoing the batch eagerly trains exactly the same step.
     """
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         import torch
 
-        super().__init__(model)
+        super().__init__(model, precision)
         self.compiled: Any = torch.compile(model, **COMPILE_OPTIONS)
 
     def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
         if self.compiled is not None:
             try:
-                loss = self.compiled(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
+                with self.precision():
+                    loss = self.compiled(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
                 loss.backward()
                 return loss
             except Exception as exc:  # noqa: BLE001 - any compile/run failure: fall back, never lose the run

@@ -156,8 +156,9 @@ def _parse(file: Path, data: dict[str, Any]) -> Profile:
     _num(finetune, "batch_size", where, "finetune", integer=True, low=1)
     _num(finetune, "lr", where, "finetune", low=0, low_open=True)
     _num(finetune, "max_length", where, "finetune", integer=True, low=8)
-    if not isinstance(finetune.get("compile", False), bool):
-        raise ProfileError(f"{where}: field 'finetune.compile' must be a boolean, got {finetune['compile']!r}")
+    for flag in ("compile", "mixed_precision"):
+        if not isinstance(finetune.get(flag, False), bool):
+            raise ProfileError(f"{where}: field 'finetune.{flag}' must be a boolean, got {finetune[flag]!r}")
 
     sampling = _get(data, "sampling", dict, where, required=True)
     _known_keys(sampling, "sampling", SAMPLING_KEYS, where)
