@@ -44,6 +44,7 @@ import copy
 import gc
 import importlib
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -78,6 +79,7 @@ def main() -> None:
                              "[finetune] mixed_precision), bf16 (default all three)")
     parser.add_argument("--examples", type=int, help="(b) fine-tuning examples (default 640)")
     parser.add_argument("--smol-batches", help="(b) comma-separated batch sizes (default 16,64; 16 is the profile's)")
+    parser.add_argument("--repeats", type=int, default=1, help="(b) timed rounds per batch size; medians are compared (default 1)")
     parser.add_argument("--compile", action="store_true", help="also time the compiled step (claimkit's [finetune] compile = true)")
     parser.add_argument("--skip-configured", action="store_true", help="(a) skip the run at the paper profile's own settings")
     parser.add_argument("--skip-eager", action="store_true", help="(a) time only the compiled step (with --compile)")
@@ -121,7 +123,7 @@ def main() -> None:
     if not args.skip_smollm2:
         batches = [int(b) for b in (args.smol_batches or ("4" if tiny else "16,64")).split(",")]
         summary["smollm2"] = bench_smollm2(tiny=tiny, n_examples=args.examples or (16 if tiny else 640), batches=batches,
-                                           peak=peak, compile=args.compile)  # fmt: skip
+                                           peak=peak, compile=args.compile, repeats=args.repeats)  # fmt: skip
     print("\nJSON " + json.dumps(summary))
 
 
@@ -247,7 +249,8 @@ def lora_wrap(base: Any, *, r: int, alpha: float, dropout: float, targets: Seque
 # -- (b) SmolLM2-135M: claimkit's loop against a plain one ------------------------------------------
 
 
-def bench_smollm2(*, tiny: bool, n_examples: int, batches: Sequence[int], peak: float, compile: bool = False) -> dict[str, Any]:
+def bench_smollm2(*, tiny: bool, n_examples: int, batches: Sequence[int], peak: float, compile: bool = False,
+                  repeats: int = 1) -> dict[str, Any]:  # fmt: skip
     from claimkit.lm.finetune import _collate, _encode_examples, finetune
     from claims.warning_framed import conditions
 
@@ -263,29 +266,31 @@ def bench_smollm2(*, tiny: bool, n_examples: int, batches: Sequence[int], peak: 
     print(f"\n(b) {loaded.name} on {loaded.device} in {loaded.dtype}: {len(rows)} L1 examples, {min(lengths)}-{max(lengths)} "
           f"tokens (mean {sum(lengths) / len(lengths):.0f}), max_length {hparams['max_length']}, {truncated} cut, {dropped} dropped; "
           f"LoRA r={cfg_lora['r']} on {', '.join(cfg_lora['target_modules'])}")  # fmt: skip
+    def mfu(tokens_per_s: float) -> float:  # the frozen base's matmul FLOPs on real tokens only: a floor
+        return tokens_per_s * 4 * n_base / peak
+
     results = {}
     for batch in batches:
         run = {**hparams, "epochs": 1, "batch_size": batch}
-        with tempfile.TemporaryDirectory() as out:
-            finetune(loaded, examples[: 2 * batch], hparams=run, seed=0, out_dir=Path(out) / "warm", progress=False)
-            reset_peak_memory()
-            result = finetune(loaded, examples, hparams=run, seed=0, out_dir=Path(out) / "timed", progress=False)
-        claimkit_peak = peak_memory_gib()
-        plain_tokens, plain_seconds, plain_peak = plain_loop(loaded, rows, batch, cfg_lora, run, _collate)
-        _, like_seconds, _ = plain_loop(loaded, rows, batch, cfg_lora, run, _collate, as_claimkit=True)
-        ck = result.tokens / result.seconds
-        pl = plain_tokens / plain_seconds
-
-        def mfu(tokens_per_s: float) -> float:  # the frozen base's matmul FLOPs on real tokens only: a floor
-            return tokens_per_s * 4 * n_base / peak
-        print(f"    batch {batch:>3}: claimkit.finetune {ck:>9,.0f} tokens/s ({result.steps} steps, {result.seconds:.2f} s, "
-              f"peak {gib(claimkit_peak)}, matmul MFU {100 * mfu(ck):.1f}%) | plain peft loop {pl:>9,.0f} tokens/s "
-              f"({plain_seconds:.2f} s, peak {gib(plain_peak)}, matmul MFU {100 * mfu(pl):.1f}%) | claimkit/plain {ck / pl:.2f}")  # fmt: skip
-        like = plain_tokens / like_seconds
-        print(f"    batch {batch:>3}: plain peft loop timed as claimkit is (fresh model, collating in the loop) "
-              f"{like:>9,.0f} tokens/s ({like_seconds:.2f} s) | claimkit/that {ck / like:.2f}")  # fmt: skip
+        rounds = []  # (claimkit, plain, plain as claimkit) tokens/s, interleaved so drifts hit all three alike
+        for round_ in range(repeats):
+            with tempfile.TemporaryDirectory() as out:
+                finetune(loaded, examples[: 2 * batch], hparams=run, seed=0, out_dir=Path(out) / "warm", progress=False)
+                reset_peak_memory()
+                result = finetune(loaded, examples, hparams=run, seed=0, out_dir=Path(out) / "timed", progress=False)
+            claimkit_peak = peak_memory_gib()
+            plain_tokens, plain_seconds, plain_peak = plain_loop(loaded, rows, batch, cfg_lora, run, _collate)
+            _, like_seconds, _ = plain_loop(loaded, rows, batch, cfg_lora, run, _collate, as_claimkit=True)
+            ck, pl, like = result.tokens / result.seconds, plain_tokens / plain_seconds, plain_tokens / like_seconds
+            rounds.append((ck, pl, like))
+            print(f"    batch {batch:>3} round {round_ + 1}/{repeats}: claimkit.finetune {ck:>9,.0f} tokens/s ({result.steps} steps, "
+                  f"peak {gib(claimkit_peak)}, matmul MFU {100 * mfu(ck):.1f}%) | plain peft loop {pl:>9,.0f} "
+                  f"(peak {gib(plain_peak)}) | plain timed as claimkit is (fresh model, collating in the loop) {like:>9,.0f}")  # fmt: skip
+        ck, pl, like = (statistics.median(r[k] for r in rounds) for k in range(3))
+        print(f"    batch {batch:>3} median of {repeats}: claimkit {ck:,.0f}, plain {pl:,.0f}, plain as claimkit {like:,.0f} tokens/s "
+              f"| claimkit/plain {ck / pl:.2f}, claimkit/plain-as-claimkit {ck / like:.2f}")  # fmt: skip
         results[str(batch)] = {"claimkit_tokens_per_s": ck, "plain_tokens_per_s": pl, "ratio": ck / pl,
-                               "plain_as_claimkit_tokens_per_s": like, "ratio_as_claimkit": ck / like}  # fmt: skip
+                               "plain_as_claimkit_tokens_per_s": like, "ratio_as_claimkit": ck / like, "rounds": rounds}  # fmt: skip
         if compile:
             with tempfile.TemporaryDirectory() as out:
                 # The first compiled fine-tune pays for compiling; the second is what every later one costs.
