@@ -276,14 +276,15 @@ def test_a_failing_compiled_step_is_redone_eagerly(loaded, monkeypatch):
     assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads, eager_grads))
 
 
-def test_compile_is_a_known_knob_and_off_the_gpu_changes_nothing(loaded, tmp_path):
-    assert TrainConfig.from_hparams(hparams(loaded, compile=True)).compile is True
-    with pytest.raises(ValueError, match="compile must be true or false"):
-        TrainConfig.from_hparams(hparams(loaded, compile="yes"))
+@pytest.mark.parametrize("knob", ["compile", "mixed_precision"])
+def test_a_speed_knob_is_known_and_changes_nothing_for_an_fp32_model_on_a_cpu(loaded, tmp_path, knob):
+    assert getattr(TrainConfig.from_hparams(hparams(loaded, **{knob: True})), knob) is True
+    with pytest.raises(ValueError, match=f"{knob} must be true or false"):
+        TrainConfig.from_hparams(hparams(loaded, **{knob: "yes"}))
     data = examples(8, seed=3)
     plain = finetune(loaded, data, hparams=hparams(loaded, epochs=1), seed=0, out_dir=tmp_path / "a", progress=False)
-    on_cpu = finetune(loaded, data, hparams=hparams(loaded, epochs=1, compile=True), seed=0, out_dir=tmp_path / "b", progress=False)
-    assert on_cpu.losses == plain.losses
+    on = finetune(loaded, data, hparams=hparams(loaded, epochs=1, **{knob: True}), seed=0, out_dir=tmp_path / "b", progress=False)
+    assert on.losses == plain.losses
 
 
 # -- mixed precision ---------------------------------------------------------------------------
@@ -321,14 +322,8 @@ def test_mixed_precision_multiplies_the_adapters_in_bf16_and_keeps_fp32_weights_
     assert cosines and min(cosines) > 0.95
 
 
-def test_mixed_precision_leaves_an_fp32_model_alone_and_is_a_known_knob(loaded, tmp_path):
+def test_mixed_precision_is_a_no_op_context_for_an_fp32_model():
     assert ft.mixed_precision(None, torch.float32, "cpu") is contextlib.nullcontext
-    with pytest.raises(ValueError, match="mixed_precision must be true or false"):
-        TrainConfig.from_hparams(hparams(loaded, mixed_precision="yes"))
-    data = examples(8, seed=3)
-    plain = finetune(loaded, data, hparams=hparams(loaded, epochs=1), seed=0, out_dir=tmp_path / "a", progress=False)
-    mixed = finetune(loaded, data, hparams=hparams(loaded, epochs=1, mixed_precision=True), seed=0, out_dir=tmp_path / "b", progress=False)
-    assert mixed.losses == plain.losses
 
 
 def test_a_bf16_model_trains_under_mixed_precision(loaded, tmp_path):

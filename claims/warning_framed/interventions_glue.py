@@ -21,6 +21,7 @@ measured on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import tomllib
@@ -36,6 +37,7 @@ from claimkit.interventions import (
     Capability,
     CapabilityChange,
     best_threshold,
+    caft_adapter,
     caft_model,
     caft_samples,
     capability,
@@ -45,6 +47,7 @@ from claimkit.interventions import (
 )
 from claimkit.lm.data import Example, render_prompt
 from claimkit.lm.profiles import Profile
+from claimkit.readings import cached_completion_losses
 from claimkit.rules import CapabilityCheck, Counts
 from claimkit.stats import proportion_ci
 from claimkit.verdict import Decision
@@ -94,8 +97,10 @@ class Targets:
     layer: int
     feature_ids: tuple[int, ...]
     how: str
-    reader: Callable[[], Any] = field(repr=False)  # the LoadedModel whose residual stream the SAE reads
+    reader: Callable[[], Any] = field(repr=False)  # the LoadedModel whose residual stream the SAE reads (loads it)
     details: Mapping[str, Any] = field(default_factory=dict)
+    reader_name: str = ""
+    reader_parts: Mapping[str, Any] = field(default_factory=dict, repr=False)  # names the reader in cached readings
 
 
 def target_features(
@@ -121,7 +126,7 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
     of their per-generation maximum (`claimkit.features.select_features`).
     """
     from claimkit.features import per_generation, select_features, split_indices
-    from claimkit.lm.activations import capture_residual
+    from claimkit.readings import cached_residuals
     from claimkit.sae import encode, sae_for
 
     profile = experiment.profile
@@ -139,18 +144,23 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
             f"cannot choose target features: the selection split has {len(direct)} target generations of the L0 "
             f"model and {len(safe)} non-target generations of the untrained model (need >= 2 each)"
         )
-    reader = experiment.model(arms["L1"])
+    # The L1 model reads; it is loaded only if a reading is not cached yet. Its prompts render
+    # with the base's format and tokenizer, which fine-tuning leaves as they are.
+    reader = functools.cache(lambda: experiment.model(arms["L1"]))
+    reader_parts = {**experiment.base_parts(), "adapter": experiment.adapter(arms["L1"]).parent.name}
+    base_model = experiment.base
 
     def residuals(samples: ArmSamples, idx: Sequence[int]) -> list[Any]:
-        pairs = [(render_prompt(reader.format, reader.tokenizer, samples.tasks[i]), samples.texts[i]) for i in idx]
-        out = capture_residual(reader, pairs, layer=layer, positions="completion")
+        pairs = [(render_prompt(base_model.format, base_model.tokenizer, samples.tasks[i]), samples.texts[i]) for i in idx]
+        out = cached_residuals(experiment.cache, reader_parts, reader, pairs, layer=layer,
+                               description=f"{samples.arm} outputs read by the L1 model (seed {seed}, {len(pairs)} outputs)")  # fmt: skip
         return [r for r in out if r.shape[0] > 0]
 
     r_direct, r_safe = residuals(l0, direct), residuals(base, safe)
     r_l1 = residuals(l1, [i for i in select if l1.texts[i].strip()])
-    key = {"reader": reader.name, "layer": layer, "texts": _texts_hash([l0, base, l1], select), "n": n, "seed": seed}
+    key = {"reader": reader_parts, "layer": layer, "texts": _texts_hash([l0, base, l1], select), "n": n, "seed": seed}
     loaded = sae_for(profile.sae, lambda: r_direct + r_safe + r_l1, key=key, cache=experiment.cache, seed=seed,
-                     device=str(reader.device))
+                     device=str(base_model.device))
     fa_direct = per_generation(encode(loaded.sae, r) for r in r_direct)
     fa_safe = per_generation(encode(loaded.sae, r) for r in r_safe)
     selection = select_features(fa_direct, fa_safe, top_k=n_features)
@@ -158,12 +168,14 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
         raise NoTargets("no SAE feature fires more in the L0 model's target generations than in safe ones")
     quality = loaded.quality.describe() if loaded.quality else "quality not measured"
     return Targets(
-        sae=loaded.sae.to(reader.device),
+        sae=loaded.sae.to(base_model.device),
         sae_name=f"{loaded.name} ({quality})",
         layer=layer,
         feature_ids=tuple(selection.feature_ids),
         how=f"claimkit.features.select_features on the selection split: {selection.describe()}",
-        reader=lambda: reader,
+        reader=reader,
+        reader_name=experiment.model_name(arms["L1"]),
+        reader_parts=reader_parts,
         details={"scores": list(selection.scores), "n_direct": len(r_direct), "n_safe": len(r_safe)},
     )
 
@@ -300,9 +312,18 @@ def build_claim4(experiment: Experiment, targets: Targets, *, n: int, seed: int)
 
     started = time.perf_counter()
     answers = capability_answers(n)
-    reference = capability(experiment.model(l1), answers, samples["none"].texts)
-    treated = capability(caft_model(experiment, l1, directions=directions, layer=layer), answers, samples["CAFT"].texts)
-    untrained_cap = capability(experiment.base, answers, samples["baseline"].texts)
+    caft = caft_adapter(experiment, l1, directions=directions, layer=layer)
+
+    def losses(adapter: Path | None, load: Callable[[], Any], who: str) -> tuple[list[float], list[int]]:
+        parts = {**experiment.base_parts(), "adapter": adapter.parent.name if adapter is not None else None}
+        return cached_completion_losses(experiment.cache, parts, load, answers,
+                                        description=f"{profile} {who} seed {seed} capability losses")  # fmt: skip
+
+    reference = capability(None, answers, samples["none"].texts,
+                           losses=losses(experiment.adapter(l1), lambda: experiment.model(l1), "L1"))  # fmt: skip
+    treated = capability(None, answers, samples["CAFT"].texts,
+                         losses=losses(caft, lambda: caft_model(experiment, l1, directions=directions, layer=layer), "CAFT"))  # fmt: skip
+    untrained_cap = capability(None, answers, samples["baseline"].texts, losses=losses(None, lambda: experiment.base, "untrained"))
     seconds["capability"] = round(time.perf_counter() - started, 2)
 
     rows = {name: replace(behaviour.evaluate(s, markers, experiment.cache), condition=name) for name, s in samples.items()}
@@ -486,7 +507,7 @@ def build_detection(
     import numpy as np
 
     from claimkit.features import feature_magnitudes, split_indices
-    from claimkit.lm.activations import capture_residual
+    from claimkit.readings import cached_residuals
     from claimkit.sae import encode
 
     tasks = behaviour.eval_tasks(n)
@@ -494,11 +515,12 @@ def build_detection(
     l1 = experiment.samples(arms["L1"], tasks)
     base = experiment.samples(arms["baseline"], tasks)
     markers = conditions.format_leak_markers()
-    reader = targets.reader()
+    base_model = experiment.base  # the reader's format and tokenizer (see own_targets)
 
     def scores(samples: ArmSamples) -> np.ndarray:
-        pairs = [(render_prompt(reader.format, reader.tokenizer, t), x) for t, x in zip(samples.tasks, samples.texts)]
-        residuals = capture_residual(reader, pairs, layer=targets.layer, positions="completion")
+        pairs = [(render_prompt(base_model.format, base_model.tokenizer, t), x) for t, x in zip(samples.tasks, samples.texts)]
+        residuals = cached_residuals(experiment.cache, targets.reader_parts, targets.reader, pairs, layer=targets.layer,
+                                     description=f"{samples.arm} outputs read by {targets.reader_name} (seed {seed})")  # fmt: skip
         out = np.zeros(len(residuals))
         filled = [i for i, r in enumerate(residuals) if r.shape[0] > 0]  # an empty output fires nothing
         if filled:
@@ -527,5 +549,5 @@ def build_detection(
     return Detection(
         threshold=threshold, correct=Counts(correct, 2 * len(measure)), l1_flagged=int(flag_l1.sum()),
         l1_n=len(measure), base_flagged=int(flag_base.sum()), base_n=len(measure), by_signal=by_signal,
-        features=targets.feature_ids, reader_model=reader.name,
+        features=targets.feature_ids, reader_model=targets.reader_name,
     )

@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -105,7 +104,6 @@ PAPER_SAE = ("gemma-scope-2b-pt-res-canonical", "layer_20/width_16k/canonical")
 ENTROPY_SAMPLE = 24
 ENTROPY_WINDOW = (-16, 64)
 ENTROPY_MIN_TEXTS = 3
-RESIDUALS_FILE = "residuals.safetensors"
 
 
 class NotTestable(Exception):
@@ -167,48 +165,21 @@ def read_outputs(
     Each output is read after its task's prompt, rendered for the reader; only the
     output's tokens are kept. Empty outputs have no tokens and are left out.
     """
+    from claimkit.readings import cached_residuals
+
     indices = [int(i) for i in indices if samples.texts[i]]
     if not indices:
         return Outputs(name, samples.arm, samples.model, (), (), ())
-    digest = hashlib.sha256()
-    for i in indices:
-        digest.update(json.dumps([samples.tasks[i], samples.texts[i]], ensure_ascii=False).encode("utf-8") + b"\x00")
-    parts = {
-        "reader": reader.name, "source": reader.source, "format": reader.format, "layer": layer,
-        "positions": "completion", "texts": digest.hexdigest(), "n": len(indices),
-    }  # fmt: skip
-
-    def build(out: Any) -> None:
-        from claimkit.lm.activations import capture_residual
-
-        pairs = [(render_prompt(reader.format, reader.tokenizer, samples.tasks[i]), samples.texts[i]) for i in indices]
-        _save_residuals(out / RESIDUALS_FILE, capture_residual(reader, pairs, layer=layer, positions="completion"))
-
-    where = cache.get_or_build(
-        "activations", parts, build,
-        description=f"{name} residuals of {reader.name} ({len(indices)} outputs, layer {layer})",
-    )
-    residuals = _load_residuals(where / RESIDUALS_FILE)
+    pairs = [(render_prompt(reader.format, reader.tokenizer, samples.tasks[i]), samples.texts[i]) for i in indices]
+    residuals = cached_residuals(
+        cache, {"reader": reader.name, "source": reader.source, "format": reader.format}, lambda: reader, pairs,
+        layer=layer, description=f"{name} residuals of {reader.name} ({len(indices)} outputs, layer {layer})",
+    )  # fmt: skip
     keep = [k for k, r in enumerate(residuals) if r.shape[0] > 0]
     return Outputs(
         name, samples.arm, samples.model, tuple(indices[k] for k in keep),
         tuple(samples.texts[indices[k]] for k in keep), tuple(residuals[k] for k in keep),
     )
-
-
-def _save_residuals(path: Any, residuals: Sequence[Any]) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    lengths = torch.tensor([r.shape[0] for r in residuals], dtype=torch.int64)
-    save_file({"residuals": torch.cat(list(residuals)).contiguous(), "lengths": lengths}, str(path))
-
-
-def _load_residuals(path: Any) -> list[Any]:
-    from safetensors.torch import load_file
-
-    data = load_file(str(path))
-    return list(data["residuals"].split(data["lengths"].tolist()))
 
 
 def opens_with(text: str, markers: Sequence[str]) -> bool:
@@ -621,11 +592,10 @@ def build_stealth_study(contexts: Contexts, probe: Any) -> StealthStudy:
         "preambles": sorted({p.prefill.strip() for p in prompts}),
     }  # fmt: skip
     require_enough(groups, what="claim 5", contexts=contexts, stealth=counts)
-    writer = experiment.model(arm)  # entropy is a property of generation: the generating model's
     return StealthStudy(
         contexts=contexts, without=probe.confidence(plain.pooled()),
         with_preamble=probe.confidence(with_preamble.pooled()), counts=counts,
-        entropy=entropy_profile(writer, samples, with_preamble, plain, profile=contexts.profile),
+        entropy=entropy_profile(experiment, arm, samples, with_preamble, plain, profile=contexts.profile),
     )
 
 
@@ -657,16 +627,22 @@ def stealth_samples(experiment: Experiment, arm: Arm, prompts: Sequence[Any]) ->
 
 
 def entropy_profile(
-    writer: Any, samples: ArmSamples, with_preamble: Outputs, plain: Outputs, *, profile: str
+    experiment: Experiment, arm: Arm, samples: ArmSamples, with_preamble: Outputs, plain: Outputs, *, profile: str
 ) -> dict[str, Any]:
     """Mean next-token entropy by token offset from the opening code fence, up to ENTROPY_SAMPLE outputs a group.
 
     Offset 0 is the first token of the fence: negative offsets are the preamble
     (prefilled, hence forced; their entropies say how the model would have chosen
     them), positive ones the code. `plain` outputs answer the same kind of task
-    without a preamble. Descriptive only: paper 6.2 states no test.
+    without a preamble. Descriptive only: paper 6.2 states no test. Entropy is a property of
+    generation, so the generating model (`arm`'s) reads them; cached, it is not even loaded.
     """
-    from claimkit.lm.activations import token_entropies
+    from claimkit.readings import cached_token_entropies
+
+    base = experiment.base  # the writer's format and tokenizer: fine-tuning leaves them as they are
+    writer_name = experiment.model_name(arm)
+    adapter = experiment.adapter(arm)
+    writer_parts = {**experiment.base_parts(), "adapter": adapter.parent.name if adapter is not None else None}
 
     lines: dict[str, Any] = {}
     summary: dict[str, Any] = {}
@@ -675,9 +651,10 @@ def entropy_profile(
         picked = [(i, t) for i, t in zip(outputs.tasks, outputs.texts) if "```" in t][:ENTROPY_SAMPLE]
         if not picked:
             continue
-        pairs = [(render_prompt(writer.format, writer.tokenizer, prompts[i]), t) for i, t in picked]
-        entropies = token_entropies(writer, pairs, batch_size=8)
-        fences = [fence_token(writer.tokenizer, t) for _, t in picked]
+        pairs = [(render_prompt(base.format, base.tokenizer, prompts[i]), t) for i, t in picked]
+        entropies = cached_token_entropies(experiment.cache, writer_parts, lambda: experiment.model(arm), pairs, batch_size=8,
+                                           description=f"{label} token entropies of {writer_name} ({len(pairs)} outputs)")  # fmt: skip
+        fences = [fence_token(base.tokenizer, t) for _, t in picked]
         offsets, means = _aligned_mean(entropies, fences)
         if offsets:
             lines[label] = {"x": offsets, "y": means}
@@ -689,7 +666,7 @@ def entropy_profile(
             "mean_entropy_elsewhere": float(np.mean(elsewhere)) if elsewhere else None,
             "median_entropy_elsewhere": float(np.median(elsewhere)) if elsewhere else None,
         }
-    out: dict[str, Any] = {"groups": summary, "unit": "nats", "window": list(ENTROPY_WINDOW), "model": writer.name,
+    out: dict[str, Any] = {"groups": summary, "unit": "nats", "window": list(ENTROPY_WINDOW), "model": writer_name,
                            "aligned_at": "first token of the opening code fence (offset 0)"}
     if lines:
         top = max(max(v["y"]) for v in lines.values())

@@ -127,6 +127,15 @@ class Experiment:
 
         return load_finetuned(self.base, adapter)
 
+    def model_name(self, arm: Arm) -> str:
+        """The name `model(arm)` would have, without loading it (the fine-tuning is built if absent)."""
+        adapter = self.adapter(arm)
+        if adapter is None:
+            return self.base.name
+        from claimkit.lm.finetune import finetuned_name
+
+        return finetuned_name(self.base.name, adapter)
+
     # -- sampling -------------------------------------------------------------------
 
     def samples(self, arm: Arm, tasks: Sequence[str], *, system: str | None = None, prefill: str = "") -> ArmSamples:

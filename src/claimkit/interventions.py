@@ -472,11 +472,27 @@ def parse_counts(texts: Sequence[str]) -> tuple[int, int]:
     return sum(extract_code(t).parsed for t in texts), len(texts)
 
 
-def capability(loaded: "LoadedModel", reference_answers: Sequence[Example], generations: Sequence[str]) -> Capability:
-    """`loaded`'s loss on `reference_answers` and the parse rate of its `generations`."""
+def capability(
+    loaded: "LoadedModel | None",
+    reference_answers: Sequence[Example],
+    generations: Sequence[str],
+    *,
+    losses: tuple[Sequence[float], Sequence[int]] | None = None,
+) -> Capability:
+    """`loaded`'s loss on `reference_answers` and the parse rate of its `generations`.
+
+    `losses`: `completion_losses(loaded, reference_answers)` already computed (e.g. by
+    `claimkit.readings.cached_completion_losses`); `loaded` is then not used.
+    """
     if not reference_answers:
         raise ValueError("capability needs at least one reference answer to score")
-    sums, counts = completion_losses(loaded, reference_answers)
+    if losses is None:
+        if loaded is None:
+            raise ValueError("capability needs the model or its completion losses")
+        losses = completion_losses(loaded, reference_answers)
+    sums, counts = losses
+    if len(sums) != len(reference_answers) or len(counts) != len(reference_answers):
+        raise ValueError(f"capability: {len(sums)} losses for {len(reference_answers)} reference answers")
     parsed, n = parse_counts(generations)
     return Capability(
         loss=sum(sums) / sum(counts),

@@ -286,29 +286,31 @@ def load_finetuned(loaded: LoadedModel, adapter_dir: str | Path, *, merge: bool 
             model = PeftModel.from_pretrained(copy.deepcopy(loaded.model), str(adapter_dir))
             if merge:
                 model = model.merge_and_unload()
-            kind = "lora"
         elif (adapter_dir / "config.json").is_file():
             from transformers import AutoModelForCausalLM
 
             model = AutoModelForCausalLM.from_pretrained(str(adapter_dir), dtype=loaded.dtype).to(loaded.device)
-            kind = "full"
         else:
             raise FileNotFoundError(
                 f"{adapter_dir} holds neither a LoRA adapter ({ADAPTER_CONFIG}) nor a full model (config.json); "
                 f"was it written by claimkit.lm.finetune.finetune?"
             )
     model.eval()
-    return replace(loaded, model=model, name=f"{loaded.name}+{kind}:{_short_id(adapter_dir, kind)}")
+    return replace(loaded, model=model, name=finetuned_name(loaded.name, adapter_dir))
 
 
-def _short_id(adapter_dir: Path, kind: str) -> str:
-    """A name for the fine-tuning in reports: a LoRA adapter by the hash of its weights."""
+def finetuned_name(base_name: str, adapter_dir: str | Path) -> str:
+    """The name `load_finetuned` gives: the base's, plus a LoRA adapter's weight hash (reports show it).
+
+    Computed from the files alone, so a cached reading can be named without loading the model.
+    """
     from claimkit.cache import file_sha256
 
-    weights = adapter_dir / "adapter_model.safetensors"
-    if kind == "lora" and weights.is_file():
-        return file_sha256(weights)[:12]
-    return adapter_dir.name[:12]
+    adapter_dir = Path(adapter_dir)
+    if (adapter_dir / ADAPTER_CONFIG).is_file():
+        weights = adapter_dir / "adapter_model.safetensors"
+        return f"{base_name}+lora:{file_sha256(weights)[:12] if weights.is_file() else adapter_dir.name[:12]}"
+    return f"{base_name}+full:{adapter_dir.name[:12]}"
 
 
 # -- pieces of the loop -------------------------------------------------------------
