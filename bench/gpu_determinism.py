@@ -1,0 +1,102 @@
+"""Are seeded samples reproducible on a GPU? The same sampling, repeated in one process and in several at once.
+
+    CLAIMKIT_SMOLLM2_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf python bench/gpu_determinism.py
+    python bench/gpu_determinism.py --tiny --prompts 8      # CPU smoke test
+
+Two whole suite runs of the same code gave different verdicts on smollm2-135m
+(reports/gpu-20261201-mixed-precision/README.md). The untrained model's baseline
+arm also changed, and it is only sampled: 6 against 10 target outputs of 900. This
+bench samples the untrained model on the warning-framed evaluation tasks the way
+that arm is sampled (the profile's [sampling] options, seed 0):
+
+  1. twice in this process: are the texts identical?
+  2. in `--processes` processes at once on the same GPU (as `pytest -n 4` runs):
+     do they match this process's texts?
+
+A mismatch in (1) means the kernels themselves are not deterministic. A mismatch
+only in (2) means sharing the GPU changes them. It prints how many texts match
+and where the first differing one starts; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import gpu_common
+from gpu_common import device_line, load_bench_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=300, help="evaluation tasks sampled (default 300, one seed's arm)")
+    parser.add_argument("--processes", type=int, default=4, help="processes sampling at once in part 2 (default 4; 0 skips)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random chat Llama on the CPU (smoke test)")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # part 2's child: write texts here
+    args = parser.parse_args()
+
+    texts = sample_baseline(args.prompts, tiny=args.tiny)
+    if args.worker is not None:
+        args.worker.write_text(json.dumps(texts), encoding="utf-8")
+        return
+    print(device_line())
+    print(gpu_common.versions_line())
+    print(f"{len(texts)} prompts, the profile's [sampling] options, seed 0; digest {digest(texts)}")
+    again = sample_baseline(args.prompts, tiny=args.tiny)
+    compare("same process, second sampling", texts, again)
+    if args.processes > 0:
+        children = run_children(args)
+        for k, child in enumerate(children):
+            compare(f"process {k + 1} of {len(children)} sampling at once", texts, child)
+
+
+def sample_baseline(n: int, *, tiny: bool) -> list[str]:
+    """The untrained model's samples on `n` evaluation tasks, rendered and sampled as Experiment.samples does."""
+    from claimkit.lm.data import render_prompt
+    from claimkit.lm.sample import sample
+    from claims.warning_framed import behaviour
+
+    loaded = load_bench_model(tiny=tiny)
+    tasks = behaviour.eval_tasks(n)
+    prompts = [render_prompt(loaded.format, loaded.tokenizer, task) for task in tasks]
+    options = dict(loaded.profile.sampling_options())
+    if tiny:
+        options["max_new_tokens"] = min(int(options.get("max_new_tokens", 16)), 16)
+    return [g.text for g in sample(loaded, prompts, seed=0, progress=False, **options)]
+
+
+def run_children(args: argparse.Namespace) -> list[list[str]]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [Path(tmp) / f"child{k}.json" for k in range(args.processes)]
+        command = [sys.executable, str(Path(__file__).resolve()), "--prompts", str(args.prompts)] + (["--tiny"] if args.tiny else [])
+        children = [subprocess.Popen(command + ["--worker", str(out)]) for out in outs]
+        codes = [child.wait() for child in children]
+        if any(codes):
+            print(f"child processes exited {codes}; comparing those that wrote their texts")
+        return [json.loads(out.read_text(encoding="utf-8")) for out in outs if out.is_file()]
+
+
+def compare(label: str, reference: Sequence[str], other: Sequence[str]) -> None:
+    same = sum(a == b for a, b in zip(reference, other))
+    differing = [i for i, (a, b) in enumerate(zip(reference, other)) if a != b]
+    where = ""
+    if differing:
+        i = differing[0]
+        at = next((k for k, (x, y) in enumerate(zip(reference[i], other[i])) if x != y), min(len(reference[i]), len(other[i])))
+        where = f"; first differing text #{i}, from character {at}"
+    print(f"{label}: {same}/{len(reference)} texts identical (digest {digest(other)}){where}", flush=True)
+
+
+def digest(texts: Sequence[Any]) -> str:
+    return hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:12]
+
+
+if __name__ == "__main__":
+    main()
