@@ -322,8 +322,10 @@ def test_mixed_precision_multiplies_the_adapters_in_bf16_and_keeps_fp32_weights_
     assert cosines and min(cosines) > 0.95
 
 
-def test_mixed_precision_is_a_no_op_context_for_an_fp32_model():
+def test_mixed_precision_is_a_no_op_context_for_an_fp32_model_and_refused_for_fp16():
     assert ft.mixed_precision(None, torch.float32, "cpu") is contextlib.nullcontext
+    with pytest.raises(ValueError, match="float16 would need loss scaling"):
+        ft.mixed_precision(None, torch.float16, "cuda")
 
 
 def test_a_bf16_model_trains_under_mixed_precision(loaded, tmp_path):

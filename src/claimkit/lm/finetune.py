@@ -207,7 +207,7 @@ def finetune(
 
 
 def mixed_precision(model: Any, dtype: Any, device: str) -> Callable[[], contextlib.AbstractContextManager]:
-    """A context for the forward pass: bf16 autocast, peft's input casting off; a no-op unless `dtype` is bf16.
+    """A context for the forward pass: bf16 autocast, peft's input casting off; a no-op for fp32, refused for fp16.
 
     peft casts each LoRA layer's input to its fp32 weights' dtype, so every adapted
     projection copies its activations to fp32 and multiplies in fp32. Under autocast
@@ -217,6 +217,9 @@ def mixed_precision(model: Any, dtype: Any, device: str) -> Callable[[], context
     """
     import torch
 
+    if dtype == torch.float16:
+        raise ValueError("finetune: mixed_precision needs a bfloat16 (or float32) model; float16 would need loss "
+                         "scaling, which claimkit does not do. Load the model in bfloat16 or set mixed_precision = false.")  # fmt: skip
     if dtype != torch.bfloat16:
         return contextlib.nullcontext
 
