@@ -241,6 +241,14 @@ def test_holm_adjusted_at_least_raw_bounded_and_monotone(ps):
             assert q1 <= q2 + 1e-12
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(0, 1), st.sampled_from([0.0, 0.01, 0.05, 1.0])), min_size=1, max_size=15))
+def test_holm_equals_statsmodels(ps):
+    from statsmodels.stats.multitest import multipletests
+
+    assert S.holm(ps) == pytest.approx(list(multipletests(ps, method="holm")[1]), abs=1e-15)
+
+
 def test_holm_rejects_non_probabilities():
     with pytest.raises(ValueError, match=r"p_values\[1\]"):
         S.holm([0.1, 1.5])
