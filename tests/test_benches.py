@@ -1,0 +1,40 @@
+"""The GPU benches still run: each one's CPU smoke mode (tiny random models) end to end.
+
+Their figures come from the GPU; here only that they run and print what they
+promise, so a bench does not rot between GPU sessions.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+
+def run_bench(*args: str) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_finetune_bench_runs_every_lora_dtype_and_profiles():
+    out = run_bench("bench/gpu_finetune.py", "--tiny", "--steps", "1", "--warmup", "1", "--profile", "--repeats", "2")
+    assert out.count("(a) random Llama-3.2-3B-shaped model") == 4  # as configured, then fp32, mixed, bf16
+    assert "profile of one step" in out and "median of 2" in out and out.rstrip().splitlines()[-1].startswith("JSON ")
+
+
+def test_the_sampling_bench_runs():
+    out = run_bench("bench/gpu_sampling.py", "--tiny")
+    assert "greedy equality" in out and "tok/s" in out
+
+
+def test_the_determinism_bench_compares_within_and_across_processes():
+    out = run_bench("bench/gpu_determinism.py", "--tiny", "--prompts", "4", "--processes", "1")
+    assert "same process, second sampling: 4/4 texts identical" in out
+    assert "process 1 of 1 sampling at once: 4/4 texts identical" in out
