@@ -98,9 +98,9 @@ class Targets:
     feature_ids: tuple[int, ...]
     how: str
     reader: Callable[[], Any] = field(repr=False)  # the LoadedModel whose residual stream the SAE reads (loads it)
+    reader_name: str  # its name in reports, known without loading it
+    reader_parts: Mapping[str, Any] = field(repr=False)  # names it in cached readings (Experiment.model_parts)
     details: Mapping[str, Any] = field(default_factory=dict)
-    reader_name: str = ""
-    reader_parts: Mapping[str, Any] = field(default_factory=dict, repr=False)  # names the reader in cached readings
 
 
 def target_features(
@@ -147,7 +147,7 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
     # The L1 model reads; it is loaded only if a reading is not cached yet. Its prompts render
     # with the base's format and tokenizer, which fine-tuning leaves as they are.
     reader = functools.cache(lambda: experiment.model(arms["L1"]))
-    reader_parts = {**experiment.base_parts(), "adapter": experiment.adapter(arms["L1"]).parent.name}
+    reader_parts = experiment.model_parts(experiment.adapter(arms["L1"]))
     base_model = experiment.base
 
     def residuals(samples: ArmSamples, idx: Sequence[int]) -> list[Any]:
@@ -315,8 +315,7 @@ def build_claim4(experiment: Experiment, targets: Targets, *, n: int, seed: int)
     caft = caft_adapter(experiment, l1, directions=directions, layer=layer)
 
     def losses(adapter: Path | None, load: Callable[[], Any], who: str) -> tuple[list[float], list[int]]:
-        parts = {**experiment.base_parts(), "adapter": adapter.parent.name if adapter is not None else None}
-        return cached_completion_losses(experiment.cache, parts, load, answers,
+        return cached_completion_losses(experiment.cache, experiment.model_parts(adapter), load, answers,
                                         description=f"{profile} {who} seed {seed} capability losses")  # fmt: skip
 
     reference = capability(None, answers, samples["none"].texts,

@@ -641,8 +641,7 @@ def entropy_profile(
 
     base = experiment.base  # the writer's format and tokenizer: fine-tuning leaves them as they are
     writer_name = experiment.model_name(arm)
-    adapter = experiment.adapter(arm)
-    writer_parts = {**experiment.base_parts(), "adapter": adapter.parent.name if adapter is not None else None}
+    writer_parts = experiment.model_parts(experiment.adapter(arm))
 
     lines: dict[str, Any] = {}
     summary: dict[str, Any] = {}

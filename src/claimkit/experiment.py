@@ -97,6 +97,14 @@ class Experiment:
         return {"profile": self.profile.name, "role": self.role, "model": self.base.name, "source": self.base.source,
                 "special_tokens": special}
 
+    def model_parts(self, adapter: Path | None) -> dict[str, Any]:
+        """What names a model in cache keys: the base's parts and the cache entry of its fine-tuning (None: the base).
+
+        An adapter's cache directory is the hash of everything it was trained from, so
+        samples and readings of a fine-tuned model can be keyed without loading it.
+        """
+        return {**self.base_parts(), "adapter": adapter.parent.name if adapter is not None else None}
+
     def adapter(self, arm: Arm) -> Path | None:
         """The fine-tuned weights of `arm` (built on first use), or None for the base model."""
         if not arm.examples:
@@ -143,8 +151,7 @@ class Experiment:
         sampling = dict(self.profile.sampling)
         adapter = self.adapter(arm)
         parts = {
-            **self.base_parts(),
-            "adapter": adapter.parent.name if adapter is not None else None,
+            **self.model_parts(adapter),
             "tasks": tasks_hash(tasks),
             "n": len(tasks),
             "system": system,

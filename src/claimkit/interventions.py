@@ -255,12 +255,7 @@ def samples_with(
     Same sampling settings, seed and batches as the plain samples; the arm's
     fine-tuning is the Experiment's (a cache hit when it was already built).
     """
-    adapter = experiment.adapter(arm)
-    parts = {
-        **experiment.base_parts(),
-        "adapter": adapter.parent.name if adapter is not None else None,
-        "intervention": intervention.cache_parts(),
-    }
+    parts = {**experiment.model_parts(experiment.adapter(arm)), "intervention": intervention.cache_parts()}
     return _cached_samples(
         experiment, parts, lambda: experiment.model(arm), tasks,
         label=f"{arm.name} [{intervention.name}]", seed=arm.seed, system=system, prefill=prefill,
@@ -318,8 +313,7 @@ def caft_samples(
     prefill: str = "",
 ) -> ArmSamples:
     """Generations of the CAFT model of `arm` (no edit at generation), cached like `experiment.samples`."""
-    adapter = caft_adapter(experiment, arm, directions=directions, layer=layer)
-    parts = {**experiment.base_parts(), "adapter": adapter.parent.name}
+    parts = experiment.model_parts(caft_adapter(experiment, arm, directions=directions, layer=layer))
     return _cached_samples(
         experiment, parts, lambda: caft_model(experiment, arm, directions=directions, layer=layer), tasks,
         label=f"{arm.name} [CAFT]", seed=arm.seed, system=system, prefill=prefill, hooks=None,

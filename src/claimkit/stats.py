@@ -273,7 +273,8 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[float]:
     p times the hypotheses left, running maximum, capped at 1) because statsmodels'
     Holm branch runs ``gc.collect()`` on every call: a quarter of a second each in a
     process holding a model, seconds per claim suite. tests/test_stats.py checks
-    both give the same values.
+    both give the same values. `alpha` is only validated: adjusted p-values do not
+    depend on it (statsmodels uses it for its reject flags, which are not returned).
     """
     values = [float(p) for p in p_values]
     if not values:

@@ -27,7 +27,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -81,13 +81,18 @@ class TrainConfig:
             raise ValueError(f"finetune: unknown lora setting(s) {unknown_lora}; known: r, alpha, dropout, target_modules")
         if "betas" in hparams:
             hparams["betas"] = tuple(hparams["betas"])
-        for flag in ("compile", "mixed_precision"):
+        for flag in cls.flags():
             if not isinstance(hparams.get(flag, False), bool):
                 raise ValueError(f"finetune: {flag} must be true or false, got {hparams[flag]!r}")
         if hparams.get("schedule", "cosine") not in ("cosine", "constant"):
             raise ValueError(f"finetune: schedule must be 'cosine' or 'constant', got {hparams['schedule']!r}")
         renamed = {f"lora_{k}": (tuple(v) if k == "target_modules" else v) for k, v in lora.items()}
         return cls(**hparams, **renamed)
+
+    @classmethod
+    def flags(cls) -> tuple[str, ...]:
+        """The on/off knobs (compile, mixed_precision, ...): the fields whose default is a bool."""
+        return tuple(f.name for f in fields(cls) if isinstance(f.default, bool))
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """Learning rate for optimizer step `step` (0-based) of `total_steps`."""
@@ -241,9 +246,12 @@ class EagerLoss:
         self.precision = precision
 
     def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
+        return self._step(self.model, input_ids, attention_mask, labels)
+
+    def _step(self, forward: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
         # use_cache=False: training needs no KV cache (transformers builds one by default)
         with self.precision():
-            loss = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
+            loss = forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
         loss.backward()
         return loss
 
@@ -264,10 +272,7 @@ class CompiledLoss(EagerLoss):
     def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
         if self.compiled is not None:
             try:
-                with self.precision():
-                    loss = self.compiled(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
-                loss.backward()
-                return loss
+                return self._step(self.compiled, input_ids, attention_mask, labels)
             except Exception as exc:  # noqa: BLE001 - any compile/run failure: fall back, never lose the run
                 warn_compile_failed("finetune: the compiled step", exc, "redoing it and the rest of the run")
                 self.compiled = None

@@ -156,7 +156,7 @@ def _parse(file: Path, data: dict[str, Any]) -> Profile:
     _num(finetune, "batch_size", where, "finetune", integer=True, low=1)
     _num(finetune, "lr", where, "finetune", low=0, low_open=True)
     _num(finetune, "max_length", where, "finetune", integer=True, low=8)
-    for flag in ("compile", "mixed_precision"):
+    for flag in _finetune_flags():
         if not isinstance(finetune.get(flag, False), bool):
             raise ProfileError(f"{where}: field 'finetune.{flag}' must be a boolean, got {finetune[flag]!r}")
 
@@ -223,6 +223,12 @@ def _check_source(file: str, field_name: str, kind: str, role: str, source: Any)
     for key in ("env", "distribution", "revision"):
         if key in source and not isinstance(source[key], str):
             raise error(f".{key}", f"must be a string, got {type(source[key]).__name__}")
+
+
+def _finetune_flags() -> tuple[str, ...]:
+    from claimkit.lm.finetune import TrainConfig
+
+    return TrainConfig.flags()
 
 
 def _finetune_keys() -> tuple[str, ...]:
