@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import gpu_common
-from gpu_common import ROOT, device_line, load_bench_model, peak_memory_gib, reset_peak_memory, synchronize
+from gpu_common import device_line, load_bench_model, peak_memory_gib, reset_peak_memory, synchronize
 
 
 @dataclass(frozen=True)
