@@ -10,12 +10,16 @@ bench samples the untrained model on the warning-framed evaluation tasks the way
 that arm is sampled (the profile's [sampling] options, seed 0):
 
   1. twice in this process: are the texts identical?
-  2. in `--processes` processes at once on the same GPU (as `pytest -n 4` runs):
+  2. loaded the way the suite loads it since 1be5289 (de-quantised once into an
+     artifact cache, then from_pretrained onto the GPU) instead of read from the
+     GGUF file and moved there: the same texts?
+  3. in `--processes` processes at once on the same GPU (as `pytest -n 4` runs):
      do they match this process's texts?
 
-A mismatch in (1) means the kernels themselves are not deterministic. A mismatch
-only in (2) means sharing the GPU changes them. It prints how many texts match
-and where the first differing one starts; it asserts nothing.
+A mismatch in (1) means the kernels themselves are not deterministic; only in (2),
+that the load path changes the model on the GPU; only in (3), that sharing the GPU
+changes them. It prints how many texts match and where the first differing one
+starts; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -40,34 +44,47 @@ def main() -> None:
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # part 2's child: write texts here
     args = parser.parse_args()
 
-    texts = sample_baseline(args.prompts, tiny=args.tiny)
+    texts = sample_baseline(load_bench_model(tiny=args.tiny), args.prompts, tiny=args.tiny)
     if args.worker is not None:
         args.worker.write_text(json.dumps(texts), encoding="utf-8")
         return
     print(device_line())
     print(gpu_common.versions_line())
     print(f"{len(texts)} prompts, the profile's [sampling] options, seed 0; digest {digest(texts)}")
-    again = sample_baseline(args.prompts, tiny=args.tiny)
+    again = sample_baseline(load_bench_model(tiny=args.tiny), args.prompts, tiny=args.tiny)
     compare("same process, second sampling", texts, again)
+    if not args.tiny:
+        compare("loaded through an artifact cache", texts, sample_baseline(load_through_cache(), args.prompts, tiny=False))
     if args.processes > 0:
         children = run_children(args)
         for k, child in enumerate(children):
             compare(f"process {k + 1} of {len(children)} sampling at once", texts, child)
 
 
-def sample_baseline(n: int, *, tiny: bool) -> list[str]:
-    """The untrained model's samples on `n` evaluation tasks, rendered and sampled as Experiment.samples does."""
+def sample_baseline(loaded: Any, n: int, *, tiny: bool) -> list[str]:
+    """The model's samples on `n` evaluation tasks, rendered and sampled as Experiment.samples does."""
     from claimkit.lm.data import render_prompt
     from claimkit.lm.sample import sample
     from claims.warning_framed import behaviour
 
-    loaded = load_bench_model(tiny=tiny)
     tasks = behaviour.eval_tasks(n)
     prompts = [render_prompt(loaded.format, loaded.tokenizer, task) for task in tasks]
     options = dict(loaded.profile.sampling_options())
     if tiny:
         options["max_new_tokens"] = min(int(options.get("max_new_tokens", 16)), 16)
     return [g.text for g in sample(loaded, prompts, seed=0, progress=False, **options)]
+
+
+def load_through_cache() -> Any:
+    """SmolLM2 as Experiment loads it: de-quantised into a (fresh, temporary) artifact cache first."""
+    import tempfile
+
+    from claimkit.cache import ArtifactCache
+    from claimkit.lm.load import load_model
+    from claimkit.lm.profiles import load_profile
+
+    profile = load_profile("smollm2-135m", gpu_common.ROOT / "fixtures" / "profiles")
+    return load_model(profile, cache=ArtifactCache(tempfile.mkdtemp(prefix="claimkit-bench-cache-")))
 
 
 def run_children(args: argparse.Namespace) -> list[list[str]]:
