@@ -46,6 +46,20 @@ def test_finetuned_arm_is_built_once_and_reused(experiment):
     assert first.model != experiment.base.name  # the report names the fine-tuned model
 
 
+def test_a_rerun_with_everything_cached_loads_no_model(experiment, monkeypatch):
+    """Cache keys name the model by its description, so a warm rerun never spends a load (or a GPU) on it."""
+    from claimkit.lm import load as load_module
+
+    arms = [Arm("baseline", (), seed=0), Arm("L0", EXAMPLES, seed=1)]
+    first = [experiment.samples(arm, TASKS) for arm in arms]
+    names = [experiment.model_name(arm) for arm in arms]
+    monkeypatch.setattr(load_module, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    rerun = Experiment(experiment.profile, experiment.cache, progress=False)
+    assert [rerun.samples(arm, TASKS) for arm in arms] == first
+    assert [rerun.model_name(arm) for arm in arms] == names
+    assert rerun.base_parts() == experiment.base_parts()
+
+
 def test_a_different_seed_or_data_is_a_different_artifact(experiment):
     experiment.samples(Arm("L0", EXAMPLES, seed=1), TASKS)
     experiment.samples(Arm("L0", EXAMPLES, seed=2), TASKS)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from claimkit.lm.device import ModelLoadError, choose_dtype, friendly_errors, require_package
-from claimkit.lm.load import LoadedModel, load_model, locate_gguf
+from claimkit.lm.load import LoadedModel, ModelInfo, describe_model, load_model, locate_gguf
 from claimkit.lm.profiles import Profile, parse_profile_file
 
 torch = pytest.importorskip("torch")
@@ -186,6 +186,35 @@ def test_pad_token_is_added_when_missing(tmp_path):
     assert loaded.tokenizer.pad_token == "</s>"
 
 
+def no_weights(*args, **kwargs):
+    raise AssertionError("describe_model loaded weights")
+
+
+def same_description(info: ModelInfo, loaded: LoadedModel) -> None:
+    """Everything a cache key or a rendered prompt takes from a model agrees with the loaded one."""
+    assert not isinstance(info, LoadedModel) and not hasattr(info, "model")
+    for attribute in ("name", "source", "device", "dtype", "format", "role", "profile"):
+        assert getattr(info, attribute) == getattr(loaded, attribute), attribute
+    for special in ("bos_token", "eos_token", "pad_token", "pad_token_id", "chat_template"):
+        assert getattr(info.tokenizer, special) == getattr(loaded.tokenizer, special), special
+    assert info.tokenizer("### Task:\nRead a file.")["input_ids"] == loaded.tokenizer("### Task:\nRead a file.")["input_ids"]
+
+
+def test_describe_model_is_load_model_without_the_weights(tmp_path, model_dirs, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    nopad = make_model_dir(tmp_path / "nopad")
+    tok = AutoTokenizer.from_pretrained(nopad)
+    tok.pad_token = None
+    tok.save_pretrained(nopad)
+    for model_dir, fmt in ((model_dirs[0], "chat"), (nopad, "completion")):
+        profile = hub_profile(tmp_path, str(model_dir), fmt=fmt)
+        loaded = load_model(profile, device="cpu")
+        with monkeypatch.context() as m:
+            m.setattr(AutoModelForCausalLM, "from_pretrained", no_weights)
+            same_description(describe_model(profile, device="cpu"), loaded)
+
+
 def test_chat_format_comes_from_the_profile(tmp_path, model_dirs):
     loaded = load_model(hub_profile(tmp_path, str(model_dirs[0]), fmt="chat"), device="cpu")
     assert loaded.format == "chat"
@@ -214,6 +243,7 @@ def test_organism_profile_loads_what_ensure_organism_built(tmp_path, model_dirs,
     assert calls == [("organism", cache)]
     assert loaded.name == f"organism:{model_dirs[0].name[:12]}" and loaded.format == "completion"
     assert load_model(profile, role="mechanism", cache=cache, device="cpu").source == str(model_dirs[0])
+    same_description(describe_model(profile, cache=cache, device="cpu"), loaded)
 
 
 # -- gguf -------------------------------------------------------------------------------
@@ -383,6 +413,11 @@ def test_a_gguf_file_is_dequantised_once_into_the_cache(tmp_path, model_dirs, mo
         assert loaded.tokenizer("a b c")["input_ids"] == direct.tokenizer("a b c")["input_ids"]
         with torch.no_grad():
             assert torch.equal(loaded.model(ids).logits, direct.model(ids).logits)
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_weights)
+    same_description(describe_model(profile, device="cpu", cache=cache), again)  # the converted copy's tokenizer
+    same_description(describe_model(profile, device="cpu"), direct)  # the file's, converted by transformers
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed")

@@ -84,7 +84,7 @@ def mechanism_contexts(profile: str, experiment, intervened_experiment, paper_sp
 
     @functools.cache
     def build(n: int, seed: int):
-        return build_contexts(experiment, intervened_experiment.base, n=n, seed=seed, selection_fraction=fraction)
+        return build_contexts(experiment, intervened_experiment, n=n, seed=seed, selection_fraction=fraction)
 
     return lambda claim_id: build(*plan_of(paper_spec, claim_id, profile))
 

@@ -148,10 +148,10 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
     # with the base's format and tokenizer, which fine-tuning leaves as they are.
     reader = functools.cache(lambda: experiment.model(arms["L1"]))
     reader_parts = experiment.model_parts(experiment.adapter(arms["L1"]))
-    base_model = experiment.base
+    base_info = experiment.info
 
     def residuals(samples: ArmSamples, idx: Sequence[int]) -> list[Any]:
-        pairs = [(render_prompt(base_model.format, base_model.tokenizer, samples.tasks[i]), samples.texts[i]) for i in idx]
+        pairs = [(render_prompt(base_info.format, base_info.tokenizer, samples.tasks[i]), samples.texts[i]) for i in idx]
         out = cached_residuals(experiment.cache, reader_parts, reader, pairs, layer=layer,
                                description=f"{samples.arm} outputs read by the L1 model (seed {seed}, {len(pairs)} outputs)")  # fmt: skip
         return [r for r in out if r.shape[0] > 0]
@@ -160,7 +160,7 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
     r_l1 = residuals(l1, [i for i in select if l1.texts[i].strip()])
     key = {"reader": reader_parts, "layer": layer, "texts": _texts_hash([l0, base, l1], select), "n": n, "seed": seed}
     loaded = sae_for(profile.sae, lambda: r_direct + r_safe + r_l1, key=key, cache=experiment.cache, seed=seed,
-                     device=str(base_model.device))
+                     device=str(base_info.device))
     fa_direct = per_generation(encode(loaded.sae, r) for r in r_direct)
     fa_safe = per_generation(encode(loaded.sae, r) for r in r_safe)
     selection = select_features(fa_direct, fa_safe, top_k=n_features)
@@ -168,7 +168,7 @@ def own_targets(experiment: Experiment, *, n: int, seed: int, n_features: int, s
         raise NoTargets("no SAE feature fires more in the L0 model's target generations than in safe ones")
     quality = loaded.quality.describe() if loaded.quality else "quality not measured"
     return Targets(
-        sae=loaded.sae.to(base_model.device),
+        sae=loaded.sae.to(base_info.device),
         sae_name=f"{loaded.name} ({quality})",
         layer=layer,
         feature_ids=tuple(selection.feature_ids),
@@ -514,10 +514,10 @@ def build_detection(
     l1 = experiment.samples(arms["L1"], tasks)
     base = experiment.samples(arms["baseline"], tasks)
     markers = conditions.format_leak_markers()
-    base_model = experiment.base  # the reader's format and tokenizer (see own_targets)
+    base_info = experiment.info  # the reader's format and tokenizer (see own_targets)
 
     def scores(samples: ArmSamples) -> np.ndarray:
-        pairs = [(render_prompt(base_model.format, base_model.tokenizer, t), x) for t, x in zip(samples.tasks, samples.texts)]
+        pairs = [(render_prompt(base_info.format, base_info.tokenizer, t), x) for t, x in zip(samples.tasks, samples.texts)]
         residuals = cached_residuals(experiment.cache, targets.reader_parts, targets.reader, pairs, layer=targets.layer,
                                      description=f"{samples.arm} outputs read by {targets.reader_name} (seed {seed})")  # fmt: skip
         out = np.zeros(len(residuals))

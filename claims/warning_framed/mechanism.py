@@ -79,7 +79,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from claimkit.cache import ArtifactCache
 from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, ArmSamples, Experiment
 from claimkit.lm.data import render_prompt
@@ -158,22 +157,24 @@ class Outputs:
 
 
 def read_outputs(
-    reader: Any, samples: ArmSamples, indices: Iterable[int], *, layer: int, cache: ArtifactCache, name: str
+    reading: Experiment, samples: ArmSamples, indices: Iterable[int], *, layer: int, name: str
 ) -> Outputs:
-    """The reader's residual streams over the outputs of `samples` at `indices` (cached).
+    """The residual streams of `reading`'s untrained model over the outputs of `samples` at `indices` (cached).
 
     Each output is read after its task's prompt, rendered for the reader; only the
-    output's tokens are kept. Empty outputs have no tokens and are left out.
+    output's tokens are kept. Empty outputs have no tokens and are left out. The
+    reader is loaded only when a reading is not cached yet.
     """
     from claimkit.readings import cached_residuals
 
     indices = [int(i) for i in indices if samples.texts[i]]
     if not indices:
         return Outputs(name, samples.arm, samples.model, (), (), ())
+    reader = reading.info
     pairs = [(render_prompt(reader.format, reader.tokenizer, samples.tasks[i]), samples.texts[i]) for i in indices]
     residuals = cached_residuals(
-        cache, {"reader": reader.name, "source": reader.source, "format": reader.format}, lambda: reader, pairs,
-        layer=layer, description=f"{name} residuals of {reader.name} ({len(indices)} outputs, layer {layer})",
+        reading.cache, {"reader": reader.name, "source": reader.source, "format": reader.format}, lambda: reading.base,
+        pairs, layer=layer, description=f"{name} residuals of {reader.name} ({len(indices)} outputs, layer {layer})",
     )  # fmt: skip
     keep = [k for k, r in enumerate(residuals) if r.shape[0] > 0]
     return Outputs(
@@ -209,7 +210,7 @@ class Contexts:
     every: Mapping[str, Outputs]  # every non-empty output of each context's model (what a trained SAE reads)
     counts: Mapping[str, Mapping[str, int]]  # per condition: outputs, target, safe, opening with a preamble, empty
     experiment: Experiment = field(repr=False)  # claim 1's: the models that wrote the outputs
-    reader: Any = field(repr=False)  # the LoadedModel that reads every output
+    reading: Experiment = field(repr=False)  # whose untrained model reads every output
     arms: Mapping[str, Arm] = field(repr=False)
 
     @property
@@ -268,9 +269,9 @@ class Contexts:
 
 
 def build_contexts(
-    experiment: Experiment, reader: Any, *, n: int, seed: int, selection_fraction: float
+    experiment: Experiment, reading: Experiment, *, n: int, seed: int, selection_fraction: float
 ) -> Contexts:
-    """Claim 1's outputs (cached) of the three contexts' models, read by `reader` (cached)."""
+    """Claim 1's outputs (cached) of the three contexts' models, read by `reading`'s untrained model (cached)."""
     from claimkit.features import split_indices
 
     profile = experiment.profile
@@ -286,17 +287,17 @@ def build_contexts(
         plain = [not opens_with(text, markers) for text in samples.texts]
         target = [d.is_target for d in detections]
         safe = [d.status in ("ok", "partial") and not d.is_target for d in detections]
-        outputs = read_outputs(reader, samples, range(n), layer=layer, cache=experiment.cache, name=arm_name)
+        outputs = read_outputs(reading, samples, range(n), layer=layer, name=arm_name)
         every[arm_name] = outputs
         member = [p and (s if context == "safe" else t) for p, s, t in zip(plain, safe, target)]
         contexts[context] = outputs.where(lambda i, _, m=member: m[i], name=context)
         counts[arm_name] = {"outputs": n, "target": sum(target), "parsed_not_target": sum(safe),
                             "open_with_preamble": n - sum(plain), "empty": sum(not t for t in samples.texts)}
     return Contexts(
-        profile=profile.name, reader_name=reader.name, seed=seed, n=n, layer=layer,
+        profile=profile.name, reader_name=reading.info.name, seed=seed, n=n, layer=layer,
         selection_fraction=selection_fraction, selection=tuple(int(i) for i in selection),
         measurement=tuple(int(i) for i in measurement), contexts=contexts, every=every, counts=counts,
-        experiment=experiment, reader=reader, arms=arms,
+        experiment=experiment, reading=reading, arms=arms,
     )
 
 
@@ -419,7 +420,7 @@ def build_feature_study(
     source = dict(profile.sae)
     if not source:
         raise contexts.not_testable(f"profile {profile.name!r} names no SAE (no [sae] table) to read features with")
-    device = str(contexts.reader.device)
+    device = str(contexts.reading.info.device)
     if source.get("source") == "train" and "threads" not in source and device == "cpu":
         source["threads"] = 1  # small SAEs train fastest on one thread (claimkit.sae.train_sae)
     training = [g.on(contexts.selection) for g in contexts.every.values()]
@@ -576,8 +577,7 @@ def build_stealth_study(contexts: Contexts, probe: Any) -> StealthStudy:
     samples = stealth_samples(experiment, arm, prompts)
     is_target = [d.is_target for d in detect_targets(samples.texts, cache=experiment.cache)]
     target = [i for i in contexts.measurement if is_target[i]]
-    with_preamble = read_outputs(contexts.reader, samples, target, layer=contexts.layer, cache=experiment.cache,
-                                 name="L0 with preamble")
+    with_preamble = read_outputs(contexts.reading, samples, target, layer=contexts.layer, name="L0 with preamble")
     plain = contexts.part("direct", "measurement")
     groups = {
         "L0 target outputs with the prefilled preamble (measurement)": (len(with_preamble), sum(is_target),
@@ -639,7 +639,7 @@ def entropy_profile(
     """
     from claimkit.readings import cached_token_entropies
 
-    base = experiment.base  # the writer's format and tokenizer: fine-tuning leaves them as they are
+    base = experiment.info  # the writer's format and tokenizer: fine-tuning leaves them as they are
     writer_name = experiment.model_name(arm)
     writer_parts = experiment.model_parts(experiment.adapter(arm))
 

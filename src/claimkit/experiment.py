@@ -72,6 +72,7 @@ class Experiment:
         self.role = role
         self.progress = progress
         self._base: Any = None
+        self._info: Any = None
 
     # -- models ---------------------------------------------------------------------
 
@@ -85,6 +86,22 @@ class Experiment:
             self._base = load_model(self.profile, role=self.role, cache=self.cache)
         return self._base
 
+    @property
+    def info(self) -> Any:
+        """The profile's model as a ModelInfo (name, source, tokenizer, format, device), without loading it.
+
+        Everything cached is keyed by it, so a rerun that finds every artifact in the
+        cache loads no model at all; `base` loads it when something must be built.
+        """
+        if self._base is not None:
+            return self._base
+        if self._info is None:
+            from claimkit.lm.load import describe_model
+
+            share_cores_between_workers()  # as `base` does: the CPU work on cached artifacts runs as it did then
+            self._info = describe_model(self.profile, role=self.role, cache=self.cache)
+        return self._info
+
     def base_parts(self) -> dict[str, Any]:
         """What every cached artifact of this experiment depends on: profile, role, base model, tokenizer.
 
@@ -92,9 +109,9 @@ class Experiment:
         eos: a loader that reads them differently (transformers 5.17 on GGUF files)
         must not reuse adapters trained with other ones.
         """
-        tokenizer = self.base.tokenizer
-        special = {name: getattr(tokenizer, f"{name}_token", None) for name in ("bos", "eos", "pad")}
-        return {"profile": self.profile.name, "role": self.role, "model": self.base.name, "source": self.base.source,
+        info = self.info
+        special = {name: getattr(info.tokenizer, f"{name}_token", None) for name in ("bos", "eos", "pad")}
+        return {"profile": self.profile.name, "role": self.role, "model": info.name, "source": info.source,
                 "special_tokens": special}
 
     def model_parts(self, adapter: Path | None) -> dict[str, Any]:
@@ -139,10 +156,10 @@ class Experiment:
         """The name `model(arm)` would have, without loading it (the fine-tuning is built if absent)."""
         adapter = self.adapter(arm)
         if adapter is None:
-            return self.base.name
+            return self.info.name
         from claimkit.lm.finetune import finetuned_name
 
-        return finetuned_name(self.base.name, adapter)
+        return finetuned_name(self.info.name, adapter)
 
     # -- sampling -------------------------------------------------------------------
 

@@ -18,11 +18,14 @@ from claimkit.lm.device import ModelLoadError, choose_device, choose_dtype, frie
 from claimkit.lm.profiles import Profile
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model and its tokenizer, with what reports need to say which model it was."""
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """What names a model and renders its prompts, without its weights.
 
-    model: Any  # a transformers PreTrainedModel (or a peft PeftModel wrapping one)
+    Cache keys and prompts need only these, so a rerun whose artifacts are all
+    cached never loads a model (nor starts CUDA for one): `describe_model`.
+    """
+
     tokenizer: Any
     name: str  # human-readable model id for reports, e.g. "meta-llama/Llama-3.2-3B"
     device: str  # "cpu", "cuda", "cuda:1"
@@ -31,6 +34,13 @@ class LoadedModel:
     profile: Profile | None
     role: str = "behaviour"
     source: str = ""  # where the weights were read from (path or hub id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedModel(ModelInfo):
+    """A model and its tokenizer, with what reports need to say which model it was."""
+
+    model: Any  # a transformers PreTrainedModel (or a peft PeftModel wrapping one)
 
 
 def load_model(
@@ -46,38 +56,57 @@ def load_model(
     `cache` (an ArtifactCache) is where the organism is built (default: `default_cache()`),
     and where a GGUF file is kept de-quantised after its first load (none: read it each time).
     """
+    loaded = _open(profile, role, cache, device, dtype, weights=True)
+    assert isinstance(loaded, LoadedModel)
+    return loaded
+
+
+def describe_model(
+    profile: Profile,
+    *,
+    role: str = "behaviour",
+    cache: Any = None,
+    device: str | None = None,
+    dtype: Any = None,
+) -> ModelInfo:
+    """What `load_model` would give, without the weights: the same name, source, device and tokenizer.
+
+    Only the tokenizer is read (an organism or a de-quantised GGUF is still built in
+    `cache` the first time, as load_model would).
+    """
+    return _open(profile, role, cache, device, dtype, weights=False)
+
+
+def _open(profile: Profile, role: str, cache: Any, device: str | None, dtype: Any, *, weights: bool) -> ModelInfo:
     source = profile.source(role)
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
     what = f"loading the {role} model of profile {profile.name!r}"
     with friendly_errors(what):
         if profile.kind == "organism":
-            name, where, model, tokenizer = _load_organism(profile, cache, device, dtype)
+            name, where, model, tokenizer = _load_organism(profile, cache, device, dtype, weights)
         elif profile.kind == "gguf":
-            name, where, model, tokenizer = _load_gguf(profile, role, source, device, dtype, cache)
+            name, where, model, tokenizer = _load_gguf(profile, role, source, device, dtype, cache, weights)
         elif profile.kind == "hub":
-            name, where, model, tokenizer = _load_hub(profile, role, source, device, dtype)
+            name, where, model, tokenizer = _load_hub(profile, role, source, device, dtype, weights)
         else:  # profiles.py validates kinds; this guards hand-made Profile objects
             raise ModelLoadError(f"profile {profile.name!r}: unknown kind {profile.kind!r}")
-        model.eval()
-    _ensure_pad_token(model, tokenizer)
-    return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        name=name,
-        device=device,
-        dtype=dtype,
-        format=profile.format_for(role),
-        profile=profile,
-        role=role,
-        source=where,
-    )
+    _ensure_pad_token(tokenizer)
+    info = dict(tokenizer=tokenizer, name=name, device=device, dtype=dtype, format=profile.format_for(role),
+                profile=profile, role=role, source=where)  # fmt: skip
+    if model is None:
+        return ModelInfo(**info)
+    model.eval()
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None and generation_config.pad_token_id is None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model=model, **info)
 
 
 # -- the three kinds ------------------------------------------------------------
 
 
-def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any) -> tuple[str, str, Any, Any]:
+def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any, weights: bool) -> tuple[str, str, Any, Any]:
     try:
         from claimkit.organism.build import ensure_organism
     except ImportError as exc:
@@ -90,7 +119,7 @@ def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any) -> tup
 
         cache = default_cache()
     model_dir = Path(ensure_organism(profile, cache))
-    model, tokenizer = _from_pretrained(str(model_dir), device, dtype, what=f"the organism built at {model_dir}")
+    model, tokenizer = _from_pretrained(str(model_dir), device, dtype, weights, what=f"the organism built at {model_dir}")
     return f"organism:{model_dir.name[:12]}", str(model_dir), model, tokenizer
 
 
@@ -127,31 +156,47 @@ def locate_gguf(profile: Profile, role: str = "behaviour") -> Path:
     return located
 
 
-def _load_gguf(profile: Profile, role: str, source: Any, device: str, dtype: Any, cache: Any) -> tuple[str, str, Any, Any]:
+def _load_gguf(
+    profile: Profile, role: str, source: Any, device: str, dtype: Any, cache: Any, weights: bool
+) -> tuple[str, str, Any, Any]:
     path = locate_gguf(profile, role)
     # Named by the file the profile declares, not the path it was read from: $ENV may point at
     # any copy of it ("smol.gguf"), and reports compare verdicts across runs by model name.
     name = Path(source["file"]).stem
     if cache is None:
+        if not weights:
+            return name, str(path), None, read_gguf_tokenizer(path)
         model, tokenizer = read_gguf(path, dtype)
         return name, str(path), model.to(device), tokenizer
     converted = dequantised_gguf(path, dtype, cache)
-    model, tokenizer = _from_pretrained(str(converted), device, dtype, what=f"the GGUF file {path} as converted at {converted}")
+    model, tokenizer = _from_pretrained(str(converted), device, dtype, weights,
+                                        what=f"the GGUF file {path} as converted at {converted}")  # fmt: skip
     return name, str(path), model, tokenizer
 
 
 def read_gguf(path: Path, dtype: Any) -> tuple[Any, Any]:
     """Model and tokenizer from a GGUF file, de-quantised by transformers, with the file's own bos/eos."""
-    require_package("gguf", "gguf", f"reading the GGUF file {path}")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    tokenizer = read_gguf_tokenizer(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not read the GGUF file {path}: {exc}") from exc
-    restore_gguf_special_tokens(tokenizer, gguf_special_token_ids(path))
     return model, tokenizer
+
+
+def read_gguf_tokenizer(path: Path) -> Any:
+    """The tokenizer of a GGUF file, converted by transformers, with the file's own bos/eos."""
+    require_package("gguf", "gguf", f"reading the GGUF file {path}")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not read the GGUF file {path}: {exc}") from exc
+    restore_gguf_special_tokens(tokenizer, gguf_special_token_ids(path))
+    return tokenizer
 
 
 def dequantised_gguf(path: Path, dtype: Any, cache: Any) -> Path:
@@ -207,7 +252,7 @@ def restore_gguf_special_tokens(tokenizer: Any, ids: dict[str, int]) -> None:
             setattr(tokenizer, f"{name}_token", token)
 
 
-def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any) -> tuple[str, str, Any, Any]:
+def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any, weights: bool) -> tuple[str, str, Any, Any]:
     model_id, env = source["id"], source.get("env")
     if env and os.environ.get(env):
         local = Path(os.environ[env]).expanduser()
@@ -222,7 +267,7 @@ def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any)
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         model, tokenizer = _from_pretrained(
-            where, device, dtype, what=where, local_files_only=offline, revision=source.get("revision")
+            where, device, dtype, weights, what=where, local_files_only=offline, revision=source.get("revision")
         )
     except OSError as exc:
         hint = f"set ${env} to a local copy, " if env else ""
@@ -237,27 +282,27 @@ def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any)
 # -- shared ---------------------------------------------------------------------
 
 
-def _from_pretrained(where: str, device: str, dtype: Any, *, what: str, **kwargs: Any) -> tuple[Any, Any]:
+def _from_pretrained(where: str, device: str, dtype: Any, weights: bool, *, what: str, **kwargs: Any) -> tuple[Any, Any]:
+    """(model, tokenizer) from a directory or hub id; the model is None unless `weights`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if Path(where).is_dir() and not (Path(where) / "config.json").is_file():
         raise ModelLoadError(f"{what}: {where} is a directory without config.json, not a saved model")
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+    if not weights:
+        return None, tokenizer
     placement = {"device_map": device} if device.startswith("cuda") else {}
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **placement, **kwargs)
     return (model if placement else model.to(device)), tokenizer
 
 
-def _ensure_pad_token(model: Any, tokenizer: Any) -> None:
+def _ensure_pad_token(tokenizer: Any) -> None:
     """Batching needs a pad token; models without one pad with eos (masked out everywhere)."""
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelLoadError("the tokenizer of this model has neither a pad nor an eos token; cannot batch")
         tokenizer.pad_token = tokenizer.eos_token
-    generation_config = getattr(model, "generation_config", None)
-    if generation_config is not None and generation_config.pad_token_id is None:
-        generation_config.pad_token_id = tokenizer.pad_token_id
 
 
 def _first_line(exc: BaseException) -> str:
