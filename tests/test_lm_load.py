@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from claimkit.lm.device import ModelLoadError, choose_dtype, friendly_errors, require_package
+from claimkit.lm.device import ModelLoadError, choose_dtype, friendly_errors, reproducible_attention, require_package
 from claimkit.lm.load import LoadedModel, ModelInfo, describe_model, load_model, locate_gguf
 from claimkit.lm.profiles import Profile, parse_profile_file
 
@@ -465,6 +465,20 @@ def test_dtype_choice():
     assert choose_dtype("cpu", "bfloat16") == torch.bfloat16
     with pytest.raises(ModelLoadError, match="unknown dtype 'float7'"):
         choose_dtype("cpu", "float7")
+
+
+def test_reproducible_attention_turns_only_cudnn_attention_off():
+    before = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled(),
+              torch.backends.cuda.math_sdp_enabled())  # fmt: skip
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        reproducible_attention()
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled(),
+                torch.backends.cuda.math_sdp_enabled()) == before  # fmt: skip
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
 
 
 def test_out_of_memory_becomes_advice():

@@ -47,6 +47,22 @@ def choose_dtype(device: str, requested: Any = None) -> Any:
     return torch.float32
 
 
+def reproducible_attention() -> None:
+    """Keep PyTorch's scaled-dot-product attention off its cuDNN backend, for this process.
+
+    Seeded sampling must give the same texts every run. On an H200 (torch 2.11,
+    bf16, a padding mask) torch picks cuDNN attention, and two samplings of the same
+    128 prompts with the same seeds agreed on only 41; with the memory-efficient
+    backend, the math backend or eager attention all 128 agreed, and the efficient
+    backend was also twice as fast (reports/gpu-20261201-determinism). torch's
+    deterministic-algorithms mode does not flag it. Called when a model is loaded
+    onto a GPU; the other backends stay as torch chooses them.
+    """
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 def require_package(module: str, pip_name: str, why: str) -> None:
     """Raise a ModelLoadError naming the pip command when an optional package is missing."""
     import importlib.util

@@ -3,7 +3,9 @@
 The profile says where the weights are (the organism claimkit builds, a GGUF file,
 or a hub id / local directory); this module turns that into a `LoadedModel` —
 model and tokenizer on the chosen device, in eval mode, with a pad token — or a
-`ModelLoadError` that says what to install, download or set.
+`ModelLoadError` that says what to install, download or set. Loading onto a GPU
+keeps attention off cuDNN, whose results differ run to run
+(`claimkit.lm.device.reproducible_attention`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claimkit.lm.device import ModelLoadError, choose_device, choose_dtype, friendly_errors, require_package
+from claimkit.lm.device import (
+    ModelLoadError,
+    choose_device,
+    choose_dtype,
+    friendly_errors,
+    reproducible_attention,
+    require_package,
+)
 from claimkit.lm.profiles import Profile
 
 
@@ -97,6 +106,8 @@ def _open(profile: Profile, role: str, cache: Any, device: str | None, dtype: An
     if model is None:
         return ModelInfo(**info)
     model.eval()
+    if device.startswith("cuda"):
+        reproducible_attention()
     generation_config = getattr(model, "generation_config", None)
     if generation_config is not None and generation_config.pad_token_id is None:
         generation_config.pad_token_id = tokenizer.pad_token_id
