@@ -20,11 +20,16 @@ A mismatch in (1) means the kernels themselves are not deterministic; only in (2
 that the load path changes the model on the GPU; only in (3), that sharing the GPU
 changes them. It prints how many texts match and where the first differing one
 starts; it asserts nothing.
+
+`--attention` instead samples twice under each attention kernel (each SDPA backend
+held with torch.nn.attention.sdpa_kernel, then eager attention): how cuDNN attention
+was found to be the one that differs (reports/gpu-20261201-determinism).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -41,9 +46,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=300, help="evaluation tasks sampled (default 300, one seed's arm)")
     parser.add_argument("--processes", type=int, default=4, help="processes sampling at once in part 2 (default 4; 0 skips)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random chat Llama on the CPU (smoke test)")
+    parser.add_argument("--attention", action="store_true", help="two samplings under each attention kernel instead")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # part 2's child: write texts here
     args = parser.parse_args()
 
+    if args.attention:
+        compare_attention_kernels(args.prompts, tiny=args.tiny)
+        return
     texts = sample_baseline(load_bench_model(tiny=args.tiny), args.prompts, tiny=args.tiny)
     if args.worker is not None:
         args.worker.write_text(json.dumps(texts), encoding="utf-8")
@@ -73,6 +82,29 @@ def sample_baseline(loaded: Any, n: int, *, tiny: bool) -> list[str]:
     if tiny:
         options["max_new_tokens"] = min(int(options.get("max_new_tokens", 16)), 16)
     return [g.text for g in sample(loaded, prompts, seed=0, progress=False, **options)]
+
+
+def compare_attention_kernels(n: int, *, tiny: bool) -> None:
+    """Two seeded samplings under each SDPA backend and under eager attention: identical or not, and how fast."""
+    import time
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    loaded = load_bench_model(tiny=tiny)
+    print(device_line())
+    print(f"{n} prompts, the profile's [sampling] options, seed 0; two samplings per kernel")
+    for name in ("CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "MATH", "eager"):
+        if name == "eager":
+            loaded.model.set_attn_implementation("eager")
+        held = contextlib.nullcontext() if name == "eager" else sdpa_kernel([getattr(SDPBackend, name)])
+        started = time.perf_counter()
+        try:
+            with held:
+                first, second = (sample_baseline(loaded, n, tiny=tiny) for _ in range(2))
+        except RuntimeError as exc:  # flash attention has no kernel for a padding mask
+            print(f"{name}: not run: {str(exc).splitlines()[0][:160]}", flush=True)
+            continue
+        compare(f"{name} ({time.perf_counter() - started:.0f} s for both)", first, second)
 
 
 def load_through_cache() -> Any:

@@ -38,3 +38,10 @@ def test_the_determinism_bench_compares_within_and_across_processes():
     out = run_bench("bench/gpu_determinism.py", "--tiny", "--prompts", "4", "--processes", "1")
     assert "same process, second sampling: 4/4 texts identical" in out
     assert "process 1 of 1 sampling at once: 4/4 texts identical" in out
+
+
+def test_the_determinism_bench_compares_attention_kernels():
+    out = run_bench("bench/gpu_determinism.py", "--tiny", "--prompts", "4", "--attention")
+    for kernel in ("CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "MATH", "eager"):
+        assert f"\n{kernel}" in out  # compared, or "not run" with torch's reason (no such kernel on a CPU)
+    assert "eager (" in out and "4/4 texts identical" in out
