@@ -5,7 +5,8 @@
 
 (a) A randomly initialised Llama-3.2-3B-shaped model (hidden 3072, 28 layers, 24
     heads, 8 KV heads, intermediate 8192, vocab 128256; no weights needed) in
-    bf16, SDPA attention, no gradient checkpointing, LoRA r=16 on every linear
+    bf16, SDPA attention without its cuDNN backend (as claimkit runs it:
+    claimkit.lm.device.reproducible_attention), no gradient checkpointing, LoRA r=16 on every linear
     projection, fused AdamW, `--batch` sequences of `--seq` tokens per optimizer
     step (micro-batches of `--micro-batch`, halved on out-of-memory, with
     gradient accumulation): tokens/s, MFU and peak GPU memory over `--steps`
@@ -95,8 +96,13 @@ def main() -> None:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        from claimkit.lm.device import reproducible_attention
+
+        reproducible_attention()  # what loading a model onto a GPU does in claimkit, before every fine-tune
     print(device_line())
     print(gpu_common.versions_line())
+    print(f"attention: SDPA, cuDNN backend {'on' if torch.backends.cuda.cudnn_sdp_enabled() else 'off (as claimkit runs)'}")
     print(f"assumed peak: {args.peak_tflops:.0f} TFLOP/s dense bf16 (H200 SXM spec sheet unless --peak-tflops)")
     print("MFU FLOPs per token = 4*N_base + 6*N_lora + 12*layers*S*d_attn  (N: matmul weights, lm_head included; S: sequence length)")
     summary: dict[str, Any] = {"device": device_line()}
