@@ -14,11 +14,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from claimkit.cache import ArtifactCache
 from claimkit.lm.data import Example, render_prompt
 from claimkit.lm.profiles import Profile
+
+if TYPE_CHECKING:
+    from claimkit.lm.load import LoadedModel, ModelInfo
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -71,13 +74,13 @@ class Experiment:
         self.cache = cache
         self.role = role
         self.progress = progress
-        self._base: Any = None
-        self._info: Any = None
+        self._base: LoadedModel | None = None
+        self._info: ModelInfo | None = None
 
     # -- models ---------------------------------------------------------------------
 
     @property
-    def base(self) -> Any:
+    def base(self) -> LoadedModel:
         """The profile's model (a LoadedModel), loaded once per process."""
         if self._base is None:
             from claimkit.lm.load import load_model
@@ -87,7 +90,7 @@ class Experiment:
         return self._base
 
     @property
-    def info(self) -> Any:
+    def info(self) -> ModelInfo:
         """The profile's model as a ModelInfo (name, source, tokenizer, format, device), without loading it.
 
         Everything cached is keyed by it, so a rerun that finds every artifact in the

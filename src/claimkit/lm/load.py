@@ -14,7 +14,7 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from claimkit.lm.device import (
     ModelLoadError,
@@ -65,9 +65,7 @@ def load_model(
     `cache` (an ArtifactCache) is where the organism is built (default: `default_cache()`),
     and where a GGUF file is kept de-quantised after its first load (none: read it each time).
     """
-    loaded = _open(profile, role, cache, device, dtype, weights=True)
-    assert isinstance(loaded, LoadedModel)
-    return loaded
+    return cast(LoadedModel, _open(profile, role, cache, device, dtype, weights=True))
 
 
 def describe_model(
