@@ -173,8 +173,8 @@ def read_outputs(
     reader = reading.info
     pairs = [(render_prompt(reader.format, reader.tokenizer, samples.tasks[i]), samples.texts[i]) for i in indices]
     residuals = cached_residuals(
-        reading.cache, {"reader": reader.name, "source": reader.source, "format": reader.format}, lambda: reading.base,
-        pairs, layer=layer, description=f"{name} residuals of {reader.name} ({len(indices)} outputs, layer {layer})",
+        reading.cache, reading.model_parts(None), lambda: reading.base, pairs, layer=layer,
+        description=f"{name} residuals of {reader.name} ({len(indices)} outputs, layer {layer})",
     )  # fmt: skip
     keep = [k for k, r in enumerate(residuals) if r.shape[0] > 0]
     return Outputs(

@@ -49,10 +49,10 @@ def cached_residuals(
     def build(out: Path) -> None:
         from claimkit.lm.activations import capture_residual
 
-        save_residuals(out / RESIDUALS_FILE, capture_residual(load(), list(pairs), layer=layer, positions=positions))
+        save_tensors(out / RESIDUALS_FILE, capture_residual(load(), list(pairs), layer=layer, positions=positions))
 
     what = description or f"residuals of {len(pairs)} texts at layer {layer}"
-    return load_residuals(cache.get_or_build("activations", parts, build, description=what) / RESIDUALS_FILE)
+    return load_tensors(cache.get_or_build("activations", parts, build, description=what) / RESIDUALS_FILE)
 
 
 def cached_token_entropies(
@@ -73,11 +73,11 @@ def cached_token_entropies(
         from claimkit.lm.activations import token_entropies
 
         entropies = token_entropies(load(), list(pairs), batch_size=batch_size)
-        save_residuals(out / ENTROPIES_FILE, [torch.from_numpy(e) for e in entropies])
+        save_tensors(out / ENTROPIES_FILE, [torch.from_numpy(e) for e in entropies])
 
     what = description or f"token entropies of {len(pairs)} texts"
     where = cache.get_or_build("entropies", parts, build, description=what)
-    return [t.numpy() for t in load_residuals(where / ENTROPIES_FILE)]
+    return [t.numpy() for t in load_tensors(where / ENTROPIES_FILE)]
 
 
 def cached_completion_losses(
@@ -102,16 +102,21 @@ def cached_completion_losses(
     return [float(s) for s in stored["sums"]], [int(c) for c in stored["counts"]]
 
 
-def save_residuals(path: Path, residuals: Sequence[Any]) -> None:
-    """One tensor per text (rows: its tokens), concatenated, with their lengths (an empty text has 0 rows)."""
+def save_tensors(path: Path, tensors: Sequence[Any]) -> None:
+    """One tensor per text (rows: its tokens), concatenated, with their lengths (an empty text has 0 rows).
+
+    Residual streams and token entropies alike; the file's key stays "residuals", as
+    cached files already have it.
+    """
     import torch
     from safetensors.torch import save_file
 
-    lengths = torch.tensor([r.shape[0] for r in residuals], dtype=torch.int64)
-    save_file({"residuals": torch.cat(list(residuals)).contiguous(), "lengths": lengths}, str(path))
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.int64)
+    save_file({"residuals": torch.cat(list(tensors)).contiguous(), "lengths": lengths}, str(path))
 
 
-def load_residuals(path: Path) -> list[Any]:
+def load_tensors(path: Path) -> list[Any]:
+    """The tensors `save_tensors` wrote, in order."""
     from safetensors.torch import load_file
 
     data = load_file(str(path))
