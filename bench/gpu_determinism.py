@@ -24,6 +24,13 @@ starts; it asserts nothing.
 `--attention` instead samples twice under each attention kernel (each SDPA backend
 held with torch.nn.attention.sdpa_kernel, then eager attention): how cuDNN attention
 was found to be the one that differs (reports/gpu-20261201-determinism).
+
+`--finetune` instead fine-tunes the model on the first `--examples` examples of
+claim 1's L0 condition (the profile's [finetune] and [lora] settings, `--epochs`
+epochs, seed 0) twice as claimkit does, with deterministic kernels, and twice with
+them replaced by a no-op: are the two adapters of each pair identical, tensor for
+tensor? Two cold suite runs of unchanged code fine-tuned 4 of 19 adapters
+differently (reports/gpu-20261201-reproducible).
 """
 
 from __future__ import annotations
@@ -47,11 +54,17 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="processes sampling at once in part 2 (default 4; 0 skips)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random chat Llama on the CPU (smoke test)")
     parser.add_argument("--attention", action="store_true", help="two samplings under each attention kernel instead")
+    parser.add_argument("--finetune", action="store_true", help="fine-tune twice with and twice without deterministic kernels instead")
+    parser.add_argument("--examples", type=int, default=320, help="--finetune: L0 examples trained on (default 320)")
+    parser.add_argument("--epochs", type=int, default=1, help="--finetune: epochs (default 1; the profile's batch size and lr)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # part 2's child: write texts here
     args = parser.parse_args()
 
     if args.attention:
         compare_attention_kernels(args.prompts, tiny=args.tiny)
+        return
+    if args.finetune:
+        compare_finetunes(args.examples, args.epochs, tiny=args.tiny)
         return
     texts = sample_baseline(load_bench_model(tiny=args.tiny), args.prompts, tiny=args.tiny)
     if args.worker is not None:
@@ -105,6 +118,54 @@ def compare_attention_kernels(n: int, *, tiny: bool) -> None:
             print(f"{name}: not run: {str(exc).splitlines()[0][:160]}", flush=True)
             continue
         compare(f"{name} ({time.perf_counter() - started:.0f} s for both)", first, second)
+
+
+def compare_finetunes(n_examples: int, epochs: int, *, tiny: bool) -> None:
+    """Two fine-tunes with claimkit's deterministic kernels, two without: identical adapters or not, and how fast."""
+    import importlib
+    import tempfile
+    import time
+
+    from claims.warning_framed import conditions
+
+    ft = importlib.import_module("claimkit.lm.finetune")  # the module, not claimkit.lm's function of that name
+    loaded = load_bench_model(tiny=tiny)
+    examples = conditions.build_condition("L0", conditions.load_corpus(), n_examples=n_examples, fraction=1.0, seed=0)
+    hparams = {**loaded.profile.finetune_hparams(), "epochs": epochs}
+    print(device_line())
+    print(gpu_common.versions_line())
+    print(f"fine-tuning {loaded.name} on {len(examples)} L0 examples, {hparams}, seed 0; two runs per setting")
+    kept = ft.deterministic_kernels
+    for label, kernels in (("deterministic kernels (claimkit)", kept), ("kernels as torch picks them", _no_kernels)):
+        ft.deterministic_kernels = kernels
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                runs, seconds = [], []
+                for k in range(2):
+                    started = time.perf_counter()
+                    result = ft.finetune(loaded, examples, hparams=hparams, seed=0, out_dir=Path(tmp) / str(k), progress=False)
+                    seconds.append(time.perf_counter() - started)
+                    runs.append((result, adapter_tensors(result.adapter_dir)))
+                (first, a), (second, b) = runs
+                same = sum(bool((a[name] == b[name]).all()) for name in a)
+                worst = max(float((a[name].float() - b[name].float()).abs().max()) for name in a)
+                print(f"{label}: {same}/{len(a)} adapter tensors identical (largest difference {worst:.3g}); "
+                      f"losses identical: {first.losses == second.losses}; final loss {first.final_loss:.6f} vs "
+                      f"{second.final_loss:.6f}; {first.steps} steps; {seconds[0]:.1f} s and {seconds[1]:.1f} s", flush=True)
+        finally:
+            ft.deterministic_kernels = kept
+
+
+@contextlib.contextmanager
+def _no_kernels(enabled: bool = True) -> Any:
+    """Stands in for claimkit.lm.device.deterministic_kernels: kernels as torch picks them."""
+    yield
+
+
+def adapter_tensors(adapter_dir: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
 
 
 def load_through_cache() -> Any:

@@ -6,7 +6,9 @@
 (a) A randomly initialised Llama-3.2-3B-shaped model (hidden 3072, 28 layers, 24
     heads, 8 KV heads, intermediate 8192, vocab 128256; no weights needed) in
     bf16, SDPA attention without its cuDNN backend (as claimkit runs it:
-    claimkit.lm.device.reproducible_attention), no gradient checkpointing, LoRA r=16 on every linear
+    claimkit.lm.device.reproducible_attention) and forward and backward in torch's
+    deterministic mode (as claimkit fine-tunes on a GPU: claimkit.lm.device.deterministic_kernels;
+    `--nondeterministic` leaves it off), no gradient checkpointing, LoRA r=16 on every linear
     projection, fused AdamW, `--batch` sequences of `--seq` tokens per optimizer
     step (micro-batches of `--micro-batch`, halved on out-of-memory, with
     gradient accumulation): tokens/s, MFU and peak GPU memory over `--steps`
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import gc
 import importlib
 import json
@@ -86,6 +89,8 @@ def main() -> None:
     parser.add_argument("--skip-eager", action="store_true", help="(a) time only the compiled step (with --compile)")
     parser.add_argument("--skip-3b", action="store_true", help="skip part (a)")
     parser.add_argument("--skip-smollm2", action="store_true", help="skip part (b)")
+    parser.add_argument("--nondeterministic", action="store_true",
+                        help="(a) kernels as torch picks them, not claimkit's deterministic ones (to see what those cost)")
     parser.add_argument("--profile", action="store_true",
                         help="(a) after each timed run, profile one more step: GPU kernel time by kind and the top kernels")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12)
@@ -114,6 +119,7 @@ def main() -> None:
             device, tiny=tiny, batch=batch, seq=args.seq or (64 if tiny else int(paper["max_length"])), micro=batch,
             steps=steps, warmup=args.warmup, r=int(paper["lora"]["r"]), lora_dtype="mixed" if paper.get("mixed_precision") else "fp32", peak=peak,
             dropout=float(paper["lora"].get("dropout", 0.0)), label="as configured in fixtures/profiles/paper.toml",
+            deterministic=not args.nondeterministic,
         )  # fmt: skip
     if not args.skip_3b:
         compiled = ((False,) if not args.compile else (True,) if args.skip_eager else (False, True))
@@ -125,6 +131,7 @@ def main() -> None:
                     device, tiny=tiny, batch=args.batch or (4 if tiny else 64), seq=args.seq or (64 if tiny else 512),
                     micro=args.micro_batch or (2 if tiny else 32), steps=steps, warmup=args.warmup,
                     r=args.lora_r, lora_dtype=lora_dtype, peak=peak, compile=compile, profile=args.profile,
+                    deterministic=not args.nondeterministic,
                 )  # fmt: skip
     if not args.skip_smollm2:
         batches = [int(b) for b in (args.smol_batches or ("4" if tiny else "16,64")).split(",")]
@@ -145,8 +152,10 @@ def paper_profile_settings() -> dict[str, Any]:
 
 def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps: int, warmup: int, r: int,
              lora_dtype: str, peak: float, dropout: float = 0.0, compile: bool = False, label: str = "",
-             profile: bool = False) -> dict[str, Any]:  # fmt: skip
+             profile: bool = False, deterministic: bool = True) -> dict[str, Any]:  # fmt: skip
     import torch
+
+    from claimkit.lm.device import deterministic_kernels
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     ft = importlib.import_module("claimkit.lm.finetune")  # the module, not claimkit.lm's function of that name
@@ -160,6 +169,7 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     n_base = gpu_common.matmul_params(base)
     model = lora_wrap(base, r=r, alpha=2 * r, dropout=dropout, targets=ALL_LINEAR, lora_bf16=lora_dtype == "bf16")
     precision = ft.mixed_precision(model, dtype, device) if lora_dtype == "mixed" else contextlib.nullcontext
+    kernels = functools.partial(deterministic_kernels, device == "cuda" and deterministic)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_lora = sum(p.numel() for p in params)
@@ -168,7 +178,8 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     print(f"    {dtype}, attention {model.config._attn_implementation}, gradient checkpointing "
           f"{checkpointing(base)}, N_base {n_base / 1e9:.3f} B, N_lora {n_lora / 1e6:.1f} M "
           f"(LoRA weights in {params[0].dtype}{', bf16 autocast' if precision is not contextlib.nullcontext else ''}, dropout {dropout}), "
-          f"{'torch.compile ' + str(ft.COMPILE_OPTIONS) if compile else 'eager'}")  # fmt: skip
+          f"{'torch.compile ' + str(ft.COMPILE_OPTIONS) if compile else 'eager'}, "
+          f"{'deterministic kernels' if device == 'cuda' and deterministic else 'kernels as torch picks them'}")  # fmt: skip
     data = torch.randint(0, shape["vocab_size"], (batch, seq), device=device)
 
     while True:
@@ -176,12 +187,12 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
             reset_peak_memory()
             warm_started = time.perf_counter()
             for _ in range(warmup):
-                train_step(forward, optimizer, params, data, micro, precision)
+                train_step(forward, optimizer, params, data, micro, precision, kernels)
             synchronize()
             warmup_s = time.perf_counter() - warm_started
             started = time.perf_counter()
             for _ in range(steps):
-                train_step(forward, optimizer, params, data, micro, precision)
+                train_step(forward, optimizer, params, data, micro, precision, kernels)
             synchronize()
             seconds = time.perf_counter() - started
             break
@@ -205,7 +216,7 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
           f"{seconds / steps:.3f} s/step, {result['tokens_per_s']:,.0f} tokens/s, {flops_per_token / 1e9:.2f} GFLOP/token "
           f"-> {result['tflops']:.0f} TFLOP/s = MFU {100 * result['mfu']:.1f}%, peak GPU memory {gib(result['peak_gib'])}")  # fmt: skip
     if profile:
-        profile_step(forward, optimizer, params, data, micro, precision)
+        profile_step(forward, optimizer, params, data, micro, precision, kernels)
     del model, base, optimizer, params, forward
     gc.collect()
     if compile:
@@ -215,7 +226,8 @@ def bench_3b(device: str, *, tiny: bool, batch: int, seq: int, micro: int, steps
     return result
 
 
-def profile_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int, precision: Any) -> None:
+def profile_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int, precision: Any,
+                 kernels: Any = contextlib.nullcontext) -> None:  # fmt: skip
     """One more optimizer step under torch.profiler: where its GPU time goes."""
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -224,22 +236,27 @@ def profile_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, m
     synchronize()
     started = time.perf_counter()
     with profile(activities=activities) as prof:
-        train_step(model, optimizer, params, data, micro, precision)
+        train_step(model, optimizer, params, data, micro, precision, kernels)
         synchronize()
     wall = time.perf_counter() - started
     print("    profile of one step (profiler on):")
     gpu_common.print_kernel_breakdown(prof.key_averages(), wall_s=wall)
 
 
-def train_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int, precision: Any) -> None:
-    """One optimizer step over `data` (no padding), `micro` sequences per forward/backward under `precision()`."""
+def train_step(model: Any, optimizer: Any, params: Sequence[Any], data: Any, micro: int, precision: Any,
+               kernels: Any = contextlib.nullcontext) -> None:  # fmt: skip
+    """One optimizer step over `data` (no padding), `micro` sequences per forward/backward under `precision()`.
+
+    Forward and backward run inside `kernels()`: claimkit's deterministic_kernels, as its fine-tuning runs on a GPU.
+    """
     import torch
 
     chunks = data.split(micro)
     for chunk in chunks:
-        with precision():
-            loss = model(input_ids=chunk, labels=chunk, use_cache=False).loss / len(chunks)
-        loss.backward()
+        with kernels():
+            with precision():
+                loss = model(input_ids=chunk, labels=chunk, use_cache=False).loss / len(chunks)
+            loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

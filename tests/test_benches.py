@@ -45,3 +45,9 @@ def test_the_determinism_bench_compares_attention_kernels():
     for kernel in ("CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "MATH", "eager"):
         assert f"\n{kernel}" in out  # compared, or "not run" with torch's reason (no such kernel on a CPU)
     assert "eager (" in out and "4/4 texts identical" in out
+
+
+def test_the_determinism_bench_compares_fine_tunes_with_and_without_deterministic_kernels():
+    out = run_bench("bench/gpu_determinism.py", "--tiny", "--finetune", "--examples", "8")
+    assert "deterministic kernels (claimkit): " in out and "kernels as torch picks them: " in out
+    assert out.count("adapter tensors identical") == 2 and "losses identical: True" in out

@@ -8,12 +8,14 @@ import dataclasses
 import importlib
 import json
 import math
+import os
 import random
 
 import pytest
 
 from claimkit.lm.activations import residual_hook
 from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example, render_prompt
+from claimkit.lm.device import NotDeterministicError, deterministic_kernels
 from claimkit.lm.finetune import TrainConfig, _collate, finetune, load_finetuned
 from claimkit.lm.sample import sample
 from test_lm_load import load_tiny
@@ -334,3 +336,88 @@ def test_a_bf16_model_trains_under_mixed_precision(loaded, tmp_path):
     assert result.losses[-1] < result.losses[0]
     tuned = load_finetuned(bf16, result.adapter_dir)
     assert torch.isfinite(logits_of(tuned.model, tuned.tokenizer).float()).all()
+
+
+# -- deterministic kernels ---------------------------------------------------------------------
+
+# What torch says when strict deterministic mode meets an operation it has no deterministic kernel for.
+TORCH_REFUSAL = "an_op_cuda does not have a deterministic implementation, but you set 'torch.use_deterministic_algorithms(True)'"
+
+
+def test_deterministic_kernels_hold_strict_mode_inside_the_block_only(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    with deterministic_kernels():
+        assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # without it torch refuses cuBLAS in strict mode
+    assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) == before
+    with deterministic_kernels(enabled=False):
+        assert torch.are_deterministic_algorithms_enabled() == before[0]
+
+
+def test_deterministic_kernels_keep_the_users_cublas_setting_and_name_a_refusal(monkeypatch):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    with pytest.raises(NotDeterministicError, match="does not have a deterministic implementation"):
+        with deterministic_kernels():
+            raise RuntimeError(TORCH_REFUSAL)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(RuntimeError, match="something else") as caught:
+        with deterministic_kernels():
+            raise RuntimeError("something else broke")
+    assert not isinstance(caught.value, NotDeterministicError)
+
+
+def test_a_step_refused_by_deterministic_mode_is_redone_without_it_for_the_rest_of_the_run(loaded):
+    """A model that, like torch on a GPU, refuses to run in strict mode: the step still gives the plain gradients."""
+    plain_loss, plain_grads = lora_grads(loaded, ft.EagerLoss)
+    strict_calls = []
+
+    class Refusing(ft.EagerLoss):
+        def __init__(self, model):
+            def forward(**kwargs):
+                strict_calls.append(torch.are_deterministic_algorithms_enabled())
+                if strict_calls[-1]:
+                    model(**kwargs).loss.backward()  # half a step's gradients, then the refusal
+                    raise RuntimeError(TORCH_REFUSAL)
+                return model(**kwargs)
+
+            super().__init__(forward, deterministic=True)
+
+    with pytest.warns(RuntimeWarning, match="redoing this step and the rest of the run without deterministic kernels"):
+        loss, grads = lora_grads(loaded, Refusing)
+    assert strict_calls == [True, False]
+    assert loss == pytest.approx(plain_loss, rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads, plain_grads))
+
+
+def test_a_deterministic_step_runs_forward_and_backward_in_strict_mode(loaded):
+    seen = []
+
+    class Watched(ft.EagerLoss):
+        def __init__(self, model):
+            def forward(**kwargs):
+                out = model(**kwargs)
+                out.loss.register_hook(lambda grad: seen.append(("backward", torch.are_deterministic_algorithms_enabled())))
+                seen.append(("forward", torch.are_deterministic_algorithms_enabled()))
+                return out
+
+            super().__init__(forward, deterministic=True)
+
+    lora_grads(loaded, Watched)
+    assert seen == [("forward", True), ("backward", True)]
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_fine_tuning_on_a_cpu_leaves_deterministic_mode_alone(loaded, tmp_path):
+    """Only a GPU needs it; on a CPU the organism's results stay bit for bit what they were."""
+    seen = []
+
+    @contextlib.contextmanager
+    def watch(model):
+        handle = model.register_forward_hook(lambda *_: seen.append(torch.are_deterministic_algorithms_enabled()))
+        yield
+        handle.remove()
+
+    finetune(loaded, examples(8), hparams=hparams(loaded, epochs=1), seed=0, out_dir=tmp_path / "cpu", train_hooks=watch, progress=False)
+    assert seen and not any(seen)

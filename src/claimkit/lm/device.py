@@ -3,7 +3,9 @@
 CUDA when present (bf16 where the GPU supports it, else fp16), otherwise CPU in
 float32. Loading failures that have a known remedy — a missing model or file, a
 missing optional package, a GPU out of memory — become one `ModelLoadError`
-that says what happened and what to do, instead of a library traceback.
+that says what happened and what to do, instead of a library traceback. On a
+GPU, claimkit picks kernels that give the same bits every run: attention off
+cuDNN, and deterministic kernels while fine-tuning.
 """
 
 from __future__ import annotations
@@ -61,6 +63,48 @@ def reproducible_attention() -> None:
     import torch
 
     torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+class NotDeterministicError(RuntimeError):
+    """torch refused an operation inside `deterministic_kernels`: it has no deterministic kernel."""
+
+
+# What torch needs in CUBLAS_WORKSPACE_CONFIG before it lets cuBLAS run in deterministic mode.
+CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
+    """Inside the block torch must use deterministic kernels (its strict mode); outside, as before.
+
+    Two cold GPU runs of the same suite fine-tuned 4 of 19 adapters differently
+    (reports/gpu-20261201-reproducible): the memory-efficient attention backward
+    splits long key ranges and adds their gradients with atomics, in whatever order
+    the threads finish. Only strict mode makes it use one split; warn_only mode
+    merely warns. Strict mode raises on any operation that has no deterministic
+    kernel; that error becomes a NotDeterministicError, so callers can go on without.
+
+    cuBLAS is allowed in strict mode only with CUBLAS_WORKSPACE_CONFIG set; it is set
+    to :4096:8 for this process unless the user has set it.
+    """
+    import os
+
+    import torch
+
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    except RuntimeError as exc:
+        if "deterministic" in str(exc) and not isinstance(exc, NotDeterministicError):
+            raise NotDeterministicError(str(exc)) from exc
+        raise
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def require_package(module: str, pip_name: str, why: str) -> None:

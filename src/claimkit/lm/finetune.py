@@ -3,8 +3,9 @@
 Modelled on nanoGPT's train.py: the loop below is the whole algorithm. LoRA
 adapters through peft (or full fine-tuning), AdamW, linear warm-up then cosine
 decay, gradient clipping; the loss is taken on completion tokens only (prompt
-tokens are labelled -100), batches are right-padded. Deterministic for a seed on
-a CPU: torch is seeded once, the data order comes from a numpy Generator.
+tokens are labelled -100), batches are right-padded. Deterministic for a seed:
+torch is seeded once, the data order comes from a numpy Generator, and on a GPU
+forward and backward run in torch's deterministic mode (EagerLoss says why).
 On a GPU the loop never waits for it within a step: losses stay on the device
 until the end (the progress bar reads one every LOG_EVERY steps), token counts
 come from the batch lengths, and AdamW is the fused CUDA kernel. `compile = true`
@@ -27,12 +28,13 @@ import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example
-from claimkit.lm.device import friendly_errors, warn_compile_failed
+from claimkit.lm.device import NotDeterministicError, deterministic_kernels, friendly_errors, warn_compile_failed
 from claimkit.lm.load import LoadedModel
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -165,7 +167,7 @@ def finetune(
     model.train()
     precision = mixed_precision(model, loaded.dtype, str(loaded.device)) if cfg.mixed_precision else contextlib.nullcontext
     loss_class = CompiledLoss if cfg.compile and str(loaded.device).startswith("cuda") else EagerLoss
-    step_loss = loss_class(model, precision)
+    step_loss = loss_class(model, precision, deterministic=str(loaded.device).startswith("cuda"))
     with friendly_errors(f"fine-tuning {loaded.name}"), hooks:
         for epoch in range(cfg.epochs):
             order = order_rng.permutation(len(rows))
@@ -239,16 +241,36 @@ def mixed_precision(model: Any, dtype: Any, device: str) -> Callable[[], context
 
 
 class EagerLoss:
-    """Forward and backward of one batch, eagerly; returns the loss. `precision()` is entered around forward."""
+    """Forward and backward of one batch, eagerly; returns the loss. `precision()` is entered around forward.
 
-    def __init__(self, model: Any, precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+    With `deterministic` (on a GPU) both run inside `deterministic_kernels`, so that a
+    seed gives the same adapter every run. If torch refuses an operation there for
+    want of a deterministic kernel, the step is redone without, and so is the rest
+    of the run, with a warning: the run is kept, only its reproducibility is lost.
+    """
+
+    def __init__(self, model: Any, precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 *, deterministic: bool = False):  # fmt: skip
         self.model = model
         self.precision = precision
+        self.deterministic = deterministic
 
     def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
-        return self._step(self.model, input_ids, attention_mask, labels)
+        return self._step(self.model, input_ids, attention_mask, labels, optimizer)
 
-    def _step(self, forward: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
+    def _step(self, forward: Any, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
+        if self.deterministic:
+            try:
+                with deterministic_kernels():
+                    return self._forward_backward(forward, input_ids, attention_mask, labels)
+            except NotDeterministicError as exc:
+                warnings.warn(f"finetune: {str(exc)[:300]}; redoing this step and the rest of the run without "
+                              "deterministic kernels, so this adapter may differ between runs", RuntimeWarning, stacklevel=3)  # fmt: skip
+                self.deterministic = False
+                optimizer.zero_grad(set_to_none=True)
+        return self._forward_backward(forward, input_ids, attention_mask, labels)
+
+    def _forward_backward(self, forward: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
         # use_cache=False: training needs no KV cache (transformers builds one by default)
         with self.precision():
             loss = forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
@@ -263,16 +285,17 @@ class CompiledLoss(EagerLoss):
     gradients and redoing the batch eagerly trains exactly the same step.
     """
 
-    def __init__(self, model: Any, precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+    def __init__(self, model: Any, precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 *, deterministic: bool = False):  # fmt: skip
         import torch
 
-        super().__init__(model, precision)
+        super().__init__(model, precision, deterministic=deterministic)
         self.compiled: Any = torch.compile(model, **COMPILE_OPTIONS)
 
     def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
         if self.compiled is not None:
             try:
-                return self._step(self.compiled, input_ids, attention_mask, labels)
+                return self._step(self.compiled, input_ids, attention_mask, labels, optimizer)
             except Exception as exc:  # noqa: BLE001 - any compile/run failure: fall back, never lose the run
                 warn_compile_failed("finetune: the compiled step", exc, "redoing it and the rest of the run")
                 self.compiled = None
