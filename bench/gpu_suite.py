@@ -9,8 +9,9 @@ first unless `--keep-cache`), the second finds them all there. Several workers
 may share one GPU: claimkit pins worker gwK to GPU K mod #GPUs, and workers build
 different artifacts first (claimkit.experiment.worker_order), so the small
 model's launch-bound fine-tunes and samplings overlap. Prints both wall times,
-their ratio, and each run's verdicts; the pytest output goes to a log beside
-the reports. Asserts nothing.
+their ratio, and each run's verdicts, and whether the warm run (or each run, against
+`--against`) reproduced the earlier one number for number; the pytest output goes
+to a log beside the reports. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def main() -> None:
     parser.add_argument("--reports", type=Path, default=ROOT / "reports" / "bench-suite", help="where both runs' reports go")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is stopped (default 3600)")
     parser.add_argument("--only", choices=("cold", "warm"), help="one run: cold (empties --cache) or warm (uses it as it is)")
+    parser.add_argument("--against", type=Path, metavar="VERDICTS",
+                        help="an earlier run's verdicts.json (or its directory) to compare each run with, number for "
+                             "number (default: the warm run is compared with the cold run under --reports)")  # fmt: skip
     args = parser.parse_args()
 
     if args.cache.exists() and not args.keep_cache and args.only != "warm":
@@ -85,7 +89,11 @@ def run_suite(args: argparse.Namespace, label: str) -> float | None:
     tail = log.read_text(errors="replace").splitlines()[-1:] or [""]
     print(f"{label}: exit {rc} after {seconds:.1f} s; pytest: {tail[0].strip()}")
     print_durations(log)
-    print_verdicts(report_dir / "latest" / "verdicts.json")
+    verdicts = report_dir / "latest" / "verdicts.json"
+    print_verdicts(verdicts)
+    earlier = args.against or (args.reports / "cold" / "latest" / "verdicts.json" if label == "warm" else None)
+    if earlier is not None:
+        print_reproduction(verdicts, earlier / "verdicts.json" if earlier.is_dir() else earlier)
     return seconds if rc == 0 else None
 
 
@@ -116,6 +124,24 @@ def print_verdicts(path: Path) -> None:
     print(f"  verdicts: {dict(Counter(v['outcome'] for v in verdicts))}")
     for v in sorted(verdicts, key=lambda v: v["claim_id"]):
         print(f"    {v['claim_id']:<22} {v['profile']:<14} {v['outcome']:<13} {v['reason'][:110]}")
+
+
+def print_reproduction(path: Path, earlier: Path) -> None:
+    """Whether this run reproduced an earlier one: outcomes (claimkit's compare), then every estimate and test."""
+    from claimkit.report import compare, drifts, load_document
+
+    if not path.is_file() or not earlier.is_file():
+        print(f"  not compared: {earlier if path.is_file() else path} is missing")
+        return
+    before, after = load_document(earlier).verdicts, load_document(path).verdicts
+    changes = compare(before, after)
+    drifted, identical = drifts(before, after)
+    print(f"  against {earlier}: {len(changes)} outcome change(s), {len(drifted)} verdict(s) with other numbers, "
+          f"{identical} identical in every estimate, test and reason")
+    for change in changes:
+        print(f"    {change.kind}: {change.describe()}")
+    for drift in drifted:
+        print(f"    {drift.describe()[:300]}")
 
 
 if __name__ == "__main__":

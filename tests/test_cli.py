@@ -63,6 +63,21 @@ def test_fail_on_change_exits_1_only_for_unexplained_changes(two_runs, tmp_path,
     assert "(claim spec changed)" in capsys.readouterr().out
 
 
+def test_report_says_whether_the_verdicts_that_kept_their_outcome_kept_their_numbers(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    first = write_run(reports, [verdict("c-1"), verdict("c-2")], command="pytest", claimkit_version="1").document.run_id
+    same = write_run(reports, [verdict("c-1"), verdict("c-2")], command="pytest", claimkit_version="1").document.run_id
+    assert main(["report", same, "--report-dir", str(reports), "--against", first]) == 0
+    assert "all 2 verdict(s) that kept their outcome have identical estimates, tests and reasons" in capsys.readouterr().out
+    moved = verdict("c-2")
+    moved = Verdict(**{**moved.__dict__, "evidence": Evidence(estimates=(Estimate("rate", 0.41, 0.31, 0.51, "clopper-pearson", 100, 41),))})
+    other = write_run(reports, [verdict("c-1"), moved], command="pytest", claimkit_version="1").document.run_id
+    assert main(["report", other, "--report-dir", str(reports), "--against", first, "--fail-on-change"]) == 0  # not a change
+    out = capsys.readouterr().out
+    assert "1 verdict(s) kept their outcome with other numbers (1 identical in every estimate, test and reason)" in out
+    assert "  c-2 [organism, m]: estimate 'rate' value: 0.4 -> 0.41" in out
+
+
 def test_a_note_for_the_change_lets_fail_on_change_pass(two_runs, tmp_path, capsys):
     reports, first, second = two_runs
     notes = tmp_path / "notes.toml"

@@ -16,6 +16,7 @@ from claimkit.report import (
     SCHEMA,
     ReportError,
     compare,
+    drifts,
     load_document,
     new_run_id,
     read_history,
@@ -126,6 +127,35 @@ def test_latest_falls_back_to_a_text_file_where_symlinks_fail(tmp_path, monkeypa
     assert (tmp_path / "latest.txt").read_text().strip() == second.document.run_id != first.document.run_id
     assert resolve_run_dir("latest", tmp_path) == second.run_dir
     assert json.loads((tmp_path / LATEST_JSON).read_text())["run_id"] == second.document.run_id
+
+
+def test_drifts_name_verdicts_that_kept_their_outcome_but_not_their_numbers():
+    import dataclasses
+
+    def with_estimate(verdict, index, **fields):
+        estimates = list(verdict.evidence.estimates)
+        estimates[index] = dataclasses.replace(estimates[index], **fields)
+        return dataclasses.replace(verdict, evidence=dataclasses.replace(verdict.evidence, estimates=tuple(estimates)))
+
+    before = [make_verdict("same"), make_verdict("moved"), make_verdict("worded"), make_verdict("flipped"),
+              make_verdict("retrained", model="m-1+lora:aaaa"), make_verdict("gone"),
+              with_estimate(make_verdict("nan"), 2, value=float("nan"))]  # fmt: skip
+    moved = with_estimate(make_verdict("moved"), 0, value=0.78, successes=78)
+    retrained = with_estimate(make_verdict("retrained", model="m-1+lora:bbbb"), 1, low=0.64)
+    tests = (StatTest("TOST L1 vs L0", 0.03, 2.3, 0.02, "tost", "two-sided"),)
+    after = [make_verdict("same"), moved, dataclasses.replace(make_verdict("worded"), reason="other words"),
+             make_verdict("flipped", Outcome.REFUTED), retrained, with_estimate(make_verdict("nan"), 2, value=float("nan")),
+             dataclasses.replace(make_verdict("new-test"))]  # fmt: skip
+    before.append(dataclasses.replace(make_verdict("new-test"), evidence=dataclasses.replace(make_verdict().evidence, tests=tests)))
+    found, identical = drifts(before, after)
+    by_claim = {d.claim_id: d for d in found}
+    assert identical == 2  # "same" and "nan" (NaN equals NaN here); "flipped" is compare()'s, "gone" has no pair
+    assert set(by_claim) == {"moved", "worded", "retrained", "new-test"}
+    assert by_claim["moved"].differences == ("estimate 'L0' value: 0.8 -> 0.78",)
+    assert by_claim["retrained"].model == "m-1" and by_claim["retrained"].differences == ("estimate 'L1' low: 0.65 -> 0.64",)
+    assert by_claim["worded"].differences == ("reason: the same numbers, other words",)
+    assert by_claim["new-test"].differences == ("test 'TOST L1 vs L0' p_value: 0.03 -> 0.01",)
+    assert by_claim["moved"].describe() == "moved [organism, m-1]: estimate 'L0' value: 0.8 -> 0.78"
 
 
 def test_compare_keys_by_claim_profile_and_base_model():

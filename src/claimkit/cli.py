@@ -21,6 +21,7 @@ from claimkit.report import (
     VERDICTS_FILE,
     ReportError,
     compare,
+    drifts,
     load_document,
     render_run,
     resolve_run_dir,
@@ -115,6 +116,14 @@ def _report(args: argparse.Namespace) -> int:
     print(f"{len(changes) or 'no'} verdict change(s) from run {other.run_id} to run {document.run_id}")
     for change in changes:
         print(f"  {change.kind}: {change.describe()}")
+    drifted, identical = drifts(other.verdicts, document.verdicts)
+    if drifted:
+        print(f"{len(drifted)} verdict(s) kept their outcome with other numbers ({identical} identical in every "
+              f"estimate, test and reason): the runs did not reproduce exactly")
+        for drift in drifted:
+            print(f"  {drift.describe()}")
+    elif identical:
+        print(f"all {identical} verdict(s) that kept their outcome have identical estimates, tests and reasons")
     for note in unused_notes(changes, [n for n in notes if n.profile in document.profiles]):
         print(f"  note {note.where} ({note.claim_id} [{note.profile}] -> {note.after.value}) explains no change "
               f"of this run; remove it once its change has landed")

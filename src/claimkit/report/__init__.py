@@ -16,8 +16,10 @@ from claimkit.report.history import (
     HISTORY_FILE,
     LATEST_JSON,
     Change,
+    Drift,
     append_history,
     compare,
+    drifts,
     new_run_id,
     previous_run_id,
     read_history,
@@ -38,8 +40,8 @@ from claimkit.report.json_report import (
 from claimkit.verdict import Verdict
 
 __all__ = [
-    "SCHEMA", "VERDICTS_FILE", "HISTORY_FILE", "LATEST_JSON", "Change", "ReportError", "RunDocument",
-    "WrittenRun", "compare", "load_document", "new_run_id", "read_history", "render_run",
+    "SCHEMA", "VERDICTS_FILE", "HISTORY_FILE", "LATEST_JSON", "Change", "Drift", "ReportError", "RunDocument",
+    "WrittenRun", "compare", "drifts", "load_document", "new_run_id", "read_history", "render_run",
     "resolve_run_dir", "resolve_verdicts_file", "write_run",
 ]
 

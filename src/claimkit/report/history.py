@@ -1,4 +1,4 @@
-"""Runs across time: run ids, `history.jsonl`, the `latest` pointer, changed verdicts.
+"""Runs across time: run ids, `history.jsonl`, the `latest` pointer, changed verdicts, drifted numbers.
 
 Layout of a report directory (default `reports/`):
 
@@ -245,6 +245,75 @@ def compare(previous: Iterable[Verdict], current: Iterable[Verdict]) -> list[Cha
             )
         )
     return changes
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A verdict whose outcome two runs agree on but whose numbers differ: a rerun that did not reproduce exactly."""
+
+    claim_id: str
+    profile: str
+    model: str  # the base model (base_model_name)
+    differences: tuple[str, ...]  # "<estimate or test>: <before> -> <after>", then "reason" if only the text differs
+
+    def describe(self, most: int = 3) -> str:
+        shown = "; ".join(self.differences[:most])
+        more = f"; and {len(self.differences) - most} more" if len(self.differences) > most else ""
+        return f"{self.claim_id} [{self.profile}, {self.model}]: {shown}{more}"
+
+
+def drifts(previous: Iterable[Verdict], current: Iterable[Verdict]) -> tuple[list[Drift], int]:
+    """Verdicts with the same outcome in both runs whose estimates, tests or reason differ; and how many match exactly.
+
+    Numbers are compared exactly: seeded runs of unchanged code on the same machine
+    should give the same bits, so any difference says that something in the run is
+    not reproducible (reports/gpu-20261201-reproducible found fine-tuning on a GPU).
+    """
+
+    def by_key(verdicts: Iterable[Verdict]) -> dict[tuple[str, str, str], Verdict]:
+        return {(v.claim_id, v.profile, base_model_name(v.model)): v for v in verdicts}
+
+    before, after = by_key(previous), by_key(current)
+    found, identical = [], 0
+    for key in sorted(before.keys() & after.keys()):
+        old, new = before[key], after[key]
+        if old.outcome != new.outcome:
+            continue  # a change, which compare() reports
+        differences = _number_differences(old, new)
+        if not differences and old.reason != new.reason:
+            differences = ["reason: the same numbers, other words"]
+        if differences:
+            found.append(Drift(*key, differences=tuple(differences)))
+        else:
+            identical += 1
+    return found, identical
+
+
+def _number_differences(old: Verdict, new: Verdict) -> list[str]:
+    out = []
+    for kind, items_old, items_new, fields in (
+        ("estimate", old.evidence.estimates, new.evidence.estimates, ("value", "low", "high", "n", "successes")),
+        ("test", old.evidence.tests, new.evidence.tests, ("p_value", "statistic", "p_adjusted")),
+    ):
+        named_old, named_new = {i.name: i for i in items_old}, {i.name: i for i in items_new}
+        for name in sorted(named_old.keys() | named_new.keys()):
+            a, b = named_old.get(name), named_new.get(name)
+            if a is None or b is None:
+                out.append(f"{kind} {name!r}: {'absent' if a is None else 'present'} -> {'absent' if b is None else 'present'}")
+                continue
+            changed = [f for f in fields if not _same(getattr(a, f), getattr(b, f))]
+            if changed:
+                first = changed[0]
+                out.append(f"{kind} {name!r} {first}: {_short(getattr(a, first))} -> {_short(getattr(b, first))}")
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)  # NaN is NaN here
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def base_model_name(model: str) -> str:
