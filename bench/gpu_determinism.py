@@ -25,12 +25,14 @@ starts; it asserts nothing.
 held with torch.nn.attention.sdpa_kernel, then eager attention): how cuDNN attention
 was found to be the one that differs (reports/gpu-20261201-determinism).
 
-`--finetune` instead fine-tunes the model on the first `--examples` examples of
-claim 1's L0 condition (the profile's [finetune] and [lora] settings, `--epochs`
-epochs, seed 0) twice as claimkit does, with deterministic kernels, and twice with
-them replaced by a no-op: are the two adapters of each pair identical, tensor for
-tensor? Two cold suite runs of unchanged code fine-tuned 4 of 19 adapters
-differently (reports/gpu-20261201-reproducible).
+`--finetune` instead fine-tunes one of claim 1's arms exactly as the suite does
+(`--condition`, `--arm-seed`: its examples, the profile's [finetune] and [lora]
+settings, the arm's seed) twice as claimkit does, with deterministic kernels, and
+twice with them replaced by a no-op: are the two adapters of each pair identical,
+tensor for tensor? Two cold suite runs of unchanged code fine-tuned 4 of 19 adapters
+differently, L0 seed 1 among them (reports/gpu-20261201-reproducible). `--examples`
+and `--epochs` cut the arm short for a quicker look; run several at once to share
+the GPU as `pytest -n 4` does.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny random chat Llama on the CPU (smoke test)")
     parser.add_argument("--attention", action="store_true", help="two samplings under each attention kernel instead")
     parser.add_argument("--finetune", action="store_true", help="fine-tune twice with and twice without deterministic kernels instead")
-    parser.add_argument("--examples", type=int, default=320, help="--finetune: L0 examples trained on (default 320)")
-    parser.add_argument("--epochs", type=int, default=1, help="--finetune: epochs (default 1; the profile's batch size and lr)")
+    parser.add_argument("--condition", default="L0", help="--finetune: claim 1's condition whose arm is fine-tuned (default L0)")
+    parser.add_argument("--arm-seed", type=int, default=1, help="--finetune: the arm's seed (default 1)")
+    parser.add_argument("--examples", type=int, help="--finetune: only the arm's first EXAMPLES examples (default: all)")
+    parser.add_argument("--epochs", type=int, help="--finetune: epochs (default: the profile's)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # part 2's child: write texts here
     args = parser.parse_args()
 
@@ -64,7 +68,7 @@ def main() -> None:
         compare_attention_kernels(args.prompts, tiny=args.tiny)
         return
     if args.finetune:
-        compare_finetunes(args.examples, args.epochs, tiny=args.tiny)
+        compare_finetunes(args.condition, args.arm_seed, args.examples, args.epochs, tiny=args.tiny)
         return
     texts = sample_baseline(load_bench_model(tiny=args.tiny), args.prompts, tiny=args.tiny)
     if args.worker is not None:
@@ -120,21 +124,28 @@ def compare_attention_kernels(n: int, *, tiny: bool) -> None:
         compare(f"{name} ({time.perf_counter() - started:.0f} s for both)", first, second)
 
 
-def compare_finetunes(n_examples: int, epochs: int, *, tiny: bool) -> None:
-    """Two fine-tunes with claimkit's deterministic kernels, two without: identical adapters or not, and how fast."""
+def compare_finetunes(condition: str, arm_seed: int, n_examples: int | None, epochs: int | None, *, tiny: bool) -> None:
+    """Two fine-tunes of one arm with claimkit's deterministic kernels, two without: identical adapters or not, how fast."""
     import importlib
     import tempfile
     import time
 
-    from claims.warning_framed import conditions
+    from claims.warning_framed import behaviour
 
     ft = importlib.import_module("claimkit.lm.finetune")  # the module, not claimkit.lm's function of that name
     loaded = load_bench_model(tiny=tiny)
-    examples = conditions.build_condition("L0", conditions.load_corpus(), n_examples=n_examples, fraction=1.0, seed=0)
-    hparams = {**loaded.profile.finetune_hparams(), "epochs": epochs}
+    profile = "smollm2-135m" if not tiny else "organism"  # the tiny model stands in; its examples are the organism's
+    arm = next((a for a in behaviour.condition_arms(profile, [arm_seed]) if a.name == condition), None)
+    if arm is None:
+        raise SystemExit(f"--condition {condition!r}: claim 1 has no such condition with a fine-tuning set")
+    examples = list(arm.examples[:n_examples] if n_examples else arm.examples)
+    hparams = loaded.profile.finetune_hparams()
+    if epochs:
+        hparams = {**hparams, "epochs": epochs}
     print(device_line())
     print(gpu_common.versions_line())
-    print(f"fine-tuning {loaded.name} on {len(examples)} L0 examples, {hparams}, seed 0; two runs per setting")
+    print(f"fine-tuning {loaded.name} on {len(examples)} of arm {condition} seed {arm_seed}'s {len(arm.examples)} examples "
+          f"({profile}), {hparams}, seed {arm.seed}; two runs per setting")  # fmt: skip
     kept = ft.deterministic_kernels
     for label, kernels in (("deterministic kernels (claimkit)", kept), ("kernels as torch picks them", _no_kernels)):
         ft.deterministic_kernels = kernels
@@ -143,7 +154,7 @@ def compare_finetunes(n_examples: int, epochs: int, *, tiny: bool) -> None:
                 runs, seconds = [], []
                 for k in range(2):
                     started = time.perf_counter()
-                    result = ft.finetune(loaded, examples, hparams=hparams, seed=0, out_dir=Path(tmp) / str(k), progress=False)
+                    result = ft.finetune(loaded, examples, hparams=hparams, seed=arm.seed, out_dir=Path(tmp) / str(k), progress=False)
                     seconds.append(time.perf_counter() - started)
                     runs.append((result, adapter_tensors(result.adapter_dir)))
                 (first, a), (second, b) = runs

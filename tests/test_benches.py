@@ -48,6 +48,6 @@ def test_the_determinism_bench_compares_attention_kernels():
 
 
 def test_the_determinism_bench_compares_fine_tunes_with_and_without_deterministic_kernels():
-    out = run_bench("bench/gpu_determinism.py", "--tiny", "--finetune", "--examples", "8")
+    out = run_bench("bench/gpu_determinism.py", "--tiny", "--finetune", "--examples", "8", "--epochs", "1")
     assert "deterministic kernels (claimkit): " in out and "kernels as torch picks them: " in out
     assert out.count("adapter tensors identical") == 2 and "losses identical: True" in out
