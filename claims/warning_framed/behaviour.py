@@ -80,7 +80,7 @@ class Table1:
                 "format_leak_ci": [leak_ci.low, leak_ci.high],
                 "n": target.n,
                 "per_seed": [
-                    {"seed": r.seed, "target": r.target, "format_leak": r.format_leak, "n": r.n,
+                    {"seed": r.seed, "model": r.model, "target": r.target, "format_leak": r.format_leak, "n": r.n,
                      "unparsable": r.detection.unparsable, "partial": r.detection.partial,
                      "no_code": r.detection.no_code, "by_test_id": dict(r.detection.by_test_id)}
                     for r in rows

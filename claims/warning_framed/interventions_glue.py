@@ -222,7 +222,8 @@ class Claim4:
         for name, row in self.rows.items():
             ci = proportion_ci(row.target, row.n)
             rates[name] = {
-                "target_rate": row.target / row.n, "target_ci": [ci.low, ci.high], "target": row.target, "n": row.n,
+                "model": row.model, "target_rate": row.target / row.n, "target_ci": [ci.low, ci.high],
+                "target": row.target, "n": row.n,
                 "format_leak": row.format_leak, "unparsable": row.detection.unparsable,
                 "no_code": row.detection.no_code, "by_test_id": dict(row.detection.by_test_id),
             }

@@ -77,11 +77,12 @@ CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
     """Inside the block torch must use deterministic kernels (its strict mode); outside, as before.
 
-    Two cold GPU runs of the same suite fine-tuned 4 of 19 adapters differently
-    (reports/gpu-20261201-reproducible): the memory-efficient attention backward
-    splits long key ranges and adds their gradients with atomics, in whatever order
-    the threads finish. Only strict mode makes it use one split; warn_only mode
-    merely warns. Strict mode raises on any operation that has no deterministic
+    Two cold GPU runs of the same suite gave different samples from 4 of 19
+    fine-tuned arms, while sampling itself repeated bit for bit
+    (reports/gpu-20261201-reproducible). The likely cause is fine-tuning: the
+    memory-efficient attention backward splits long key ranges and adds their
+    gradients with atomics, in whatever order the threads finish. Only strict mode
+    makes it use one split; warn_only mode merely warns. Strict mode raises on any operation that has no deterministic
     kernel; that error becomes a NotDeterministicError, so callers can go on without.
 
     cuBLAS is allowed in strict mode only with CUBLAS_WORKSPACE_CONFIG set; it is set
