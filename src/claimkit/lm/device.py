@@ -82,8 +82,9 @@ def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
     (reports/gpu-20261201-reproducible). The likely cause is fine-tuning: the
     memory-efficient attention backward splits long key ranges and adds their
     gradients with atomics, in whatever order the threads finish. Only strict mode
-    makes it use one split; warn_only mode merely warns. Strict mode raises on any operation that has no deterministic
-    kernel; that error becomes a NotDeterministicError, so callers can go on without.
+    makes it use one split; warn_only mode merely warns. Strict mode raises on any
+    operation that has no deterministic kernel; that error becomes a
+    NotDeterministicError, so callers can go on without.
 
     cuBLAS is allowed in strict mode only with CUBLAS_WORKSPACE_CONFIG set; it is set
     to :4096:8 for this process unless the user has set it.

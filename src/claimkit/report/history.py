@@ -225,11 +225,7 @@ class Change:
 
 def compare(previous: Iterable[Verdict], current: Iterable[Verdict]) -> list[Change]:
     """Verdicts whose outcome differs, appeared or disappeared; sorted by key."""
-
-    def by_key(verdicts: Iterable[Verdict]) -> dict[tuple[str, str, str], Verdict]:
-        return {(v.claim_id, v.profile, base_model_name(v.model)): v for v in verdicts}
-
-    before, after = by_key(previous), by_key(current)
+    before, after = _by_key(previous), _by_key(current)
     changes = []
     for key in sorted(before.keys() | after.keys()):
         old, new = before.get(key), after.get(key)
@@ -267,13 +263,9 @@ def drifts(previous: Iterable[Verdict], current: Iterable[Verdict]) -> tuple[lis
 
     Numbers are compared exactly: seeded runs of unchanged code on the same machine
     should give the same bits, so any difference says that something in the run is
-    not reproducible (reports/gpu-20261201-reproducible found fine-tuning on a GPU).
+    not reproducible (reports/gpu-20261201-reproducible: two cold GPU runs that were not).
     """
-
-    def by_key(verdicts: Iterable[Verdict]) -> dict[tuple[str, str, str], Verdict]:
-        return {(v.claim_id, v.profile, base_model_name(v.model)): v for v in verdicts}
-
-    before, after = by_key(previous), by_key(current)
+    before, after = _by_key(previous), _by_key(current)
     found, identical = [], 0
     for key in sorted(before.keys() & after.keys()):
         old, new = before[key], after[key]
@@ -314,6 +306,11 @@ def _same(a: Any, b: Any) -> bool:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _by_key(verdicts: Iterable[Verdict]) -> dict[tuple[str, str, str], Verdict]:
+    """Verdicts by (claim, profile, base model): the key under which two runs' verdicts are the same verdict."""
+    return {(v.claim_id, v.profile, base_model_name(v.model)): v for v in verdicts}
 
 
 def base_model_name(model: str) -> str:
