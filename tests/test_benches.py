@@ -51,3 +51,29 @@ def test_the_determinism_bench_compares_fine_tunes_with_and_without_deterministi
     out = run_bench("bench/gpu_determinism.py", "--tiny", "--finetune", "--examples", "8", "--epochs", "1")
     assert "deterministic kernels (claimkit): " in out and "kernels as torch picks them: " in out
     assert out.count("adapter tensors identical") == 2 and "losses identical: True" in out
+
+
+def test_the_suite_bench_says_whether_a_run_reproduced_an_earlier_one(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    from claimkit.report import write_run
+    from claimkit.verdict import Estimate, Evidence, Outcome, Verdict
+
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    gpu_suite = importlib.import_module("gpu_suite")
+
+    def run(successes: int) -> Path:
+        verdict = Verdict(claim_id="c-1", paper="demo", scan_claim="s", profile="organism", model="m", outcome=Outcome.SUPPORTED,
+                          reason="because", evidence=Evidence(estimates=(Estimate("rate", successes / 100, n=100, successes=successes),)),
+                          rule={}, spec_hash="sha256:one")  # fmt: skip
+        return write_run(tmp_path / "reports", [verdict], command="pytest", claimkit_version="1").run_dir / "verdicts.json"
+
+    first, same, moved = run(40), run(40), run(41)
+    gpu_suite.print_reproduction(same, first)
+    assert "0 outcome change(s), 0 verdict(s) with other numbers, 1 identical" in capsys.readouterr().out
+    gpu_suite.print_reproduction(moved, first)
+    out = capsys.readouterr().out
+    assert "1 verdict(s) with other numbers, 0 identical" in out and "estimate 'rate' value: 0.4 -> 0.41" in out
+    gpu_suite.print_reproduction(moved, tmp_path / "absent.json")
+    assert "not compared" in capsys.readouterr().out
