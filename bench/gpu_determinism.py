@@ -29,7 +29,7 @@ was found to be the one that differs (reports/gpu-20261201-determinism).
 (`--condition`, `--arm-seed`: its examples, the profile's [finetune] and [lora]
 settings, the arm's seed) twice as claimkit does, with deterministic kernels, and
 twice with them replaced by a no-op: are the two adapters of each pair identical,
-tensor for tensor? Two cold suite runs of unchanged code sampled 4 of 19 fine-tuned
+tensor for tensor? Two cold suite runs of unchanged code sampled 4 of 16 fine-tuned
 arms differently, L0 seed 1 among them, most likely through their fine-tuning
 (reports/gpu-20261201-reproducible). `--examples`
 and `--epochs` cut the arm short for a quicker look; run several at once to share

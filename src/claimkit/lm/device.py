@@ -77,7 +77,7 @@ CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
     """Inside the block torch must use deterministic kernels (its strict mode); outside, as before.
 
-    Two cold GPU runs of the same suite gave different samples from 4 of 19
+    Two cold GPU runs of the same suite gave different samples from 4 of 16
     fine-tuned arms, while sampling itself repeated bit for bit
     (reports/gpu-20261201-reproducible). The likely cause is fine-tuning: the
     memory-efficient attention backward splits long key ranges and adds their
