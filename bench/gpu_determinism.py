@@ -28,7 +28,7 @@ was found to be the one that differs (reports/gpu-20261201-determinism).
 `--finetune` instead fine-tunes one of claim 1's arms exactly as the suite does
 (`--condition`, `--arm-seed`: its examples, the profile's [finetune] and [lora]
 settings, the arm's seed) twice as claimkit does, with deterministic kernels, and
-twice with them replaced by a no-op: are the two adapters of each pair identical,
+twice with them switched off: are the two adapters of each pair identical,
 tensor for tensor? Two cold suite runs of unchanged code sampled 4 of 16 fine-tuned
 arms differently, L0 seed 1 among them, most likely through their fine-tuning
 (reports/gpu-20261201-reproducible). `--examples`
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import subprocess
@@ -148,7 +149,8 @@ def compare_finetunes(condition: str, arm_seed: int, n_examples: int | None, epo
     print(f"fine-tuning {loaded.name} on {len(examples)} of arm {condition} seed {arm_seed}'s {len(arm.examples)} examples "
           f"({profile}), {hparams}, seed {arm.seed}; two runs per setting")  # fmt: skip
     kept = ft.deterministic_kernels
-    for label, kernels in (("deterministic kernels (claimkit)", kept), ("kernels as torch picks them", _no_kernels)):
+    as_torch_picks = functools.partial(kept, enabled=False)  # the same context, switched off
+    for label, kernels in (("deterministic kernels (claimkit)", kept), ("kernels as torch picks them", as_torch_picks)):
         ft.deterministic_kernels = kernels
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -166,12 +168,6 @@ def compare_finetunes(condition: str, arm_seed: int, n_examples: int | None, epo
                       f"{second.final_loss:.6f}; {first.steps} steps; {seconds[0]:.1f} s and {seconds[1]:.1f} s", flush=True)
         finally:
             ft.deterministic_kernels = kept
-
-
-@contextlib.contextmanager
-def _no_kernels(enabled: bool = True) -> Any:
-    """Stands in for claimkit.lm.device.deterministic_kernels: kernels as torch picks them."""
-    yield
 
 
 def adapter_tensors(adapter_dir: Path) -> dict[str, Any]:

@@ -44,6 +44,13 @@ def main() -> None:
                         help="an earlier run's verdicts.json (or its directory) to compare each run with, number for "
                              "number (default: the warm run is compared with the cold run under --reports)")  # fmt: skip
     args = parser.parse_args()
+    if args.against is not None:
+        from claimkit.report import ReportError, resolve_verdicts_file
+
+        try:
+            args.against = resolve_verdicts_file(args.against)  # a run directory, "latest" or a verdicts.json
+        except ReportError as exc:
+            parser.error(f"--against: {exc}")
 
     if args.cache.exists() and not args.keep_cache and args.only != "warm":
         shutil.rmtree(args.cache)
@@ -93,7 +100,7 @@ def run_suite(args: argparse.Namespace, label: str) -> float | None:
     print_verdicts(verdicts)
     earlier = args.against or (args.reports / "cold" / "latest" / "verdicts.json" if label == "warm" else None)
     if earlier is not None:
-        print_reproduction(verdicts, earlier / "verdicts.json" if earlier.is_dir() else earlier)
+        print_reproduction(verdicts, earlier)
     return seconds if rc == 0 else None
 
 

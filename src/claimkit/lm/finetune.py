@@ -166,8 +166,9 @@ def finetune(
     hooks = train_hooks(model) if train_hooks is not None else contextlib.nullcontext()
     model.train()
     precision = mixed_precision(model, loaded.dtype, str(loaded.device)) if cfg.mixed_precision else contextlib.nullcontext
-    loss_class = CompiledLoss if cfg.compile and str(loaded.device).startswith("cuda") else EagerLoss
-    step_loss = loss_class(model, precision, deterministic=str(loaded.device).startswith("cuda"))
+    on_gpu = str(loaded.device).startswith("cuda")
+    loss_class = CompiledLoss if cfg.compile and on_gpu else EagerLoss
+    step_loss = loss_class(model, precision, deterministic=on_gpu)
     with friendly_errors(f"fine-tuning {loaded.name}"), hooks:
         for epoch in range(cfg.epochs):
             order = order_rng.permutation(len(rows))
