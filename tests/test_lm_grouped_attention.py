@@ -36,6 +36,25 @@ def test_the_same_attention_as_copying_the_kv_heads(q_len):
     torch.testing.assert_close(out, repeat_kv_attention(query, key, value, mask))
 
 
+@pytest.mark.filterwarnings("ignore:.*flex_attention called without torch.compile")
+@pytest.mark.parametrize("slots", [9, 128, 200])  # inside one block, exactly one, a partial second
+def test_flex_decoding_is_the_same_attention_and_leaves_a_prefill_to_sdpa(slots):
+    gen = torch.Generator().manual_seed(1)
+    batch, heads, kv_heads, dim = 3, 6, 2, 8
+    key, value = (torch.randn(batch, kv_heads, slots, dim, generator=gen) for _ in range(2))
+    query = torch.randn(batch, heads, 1, dim, generator=gen)
+    mask = torch.rand(batch, 1, 1, slots, generator=gen) > 0.3
+    mask[..., -1] = True
+    out, weights = ga.flex_decode_attention(Module().eval(), query, key, value, mask)
+    assert weights is None and out.shape == (batch, 1, heads, dim)
+    torch.testing.assert_close(out, repeat_kv_attention(query, key, value, mask))
+    prefill = torch.randn(batch, heads, 4, dim, generator=gen)
+    prefill_mask = torch.rand(batch, 1, 4, slots, generator=gen) > 0.3
+    prefill_mask[..., 0] = True
+    out, _ = ga.flex_decode_attention(Module().eval(), prefill, key, value, prefill_mask)
+    torch.testing.assert_close(out, repeat_kv_attention(prefill, key, value, prefill_mask))
+
+
 def test_unsupported_attention_variants_are_refused():
     q = torch.zeros(1, 2, 1, 4)
     kv = torch.zeros(1, 1, 3, 4)
@@ -54,6 +73,9 @@ def test_only_sdpa_models_that_share_kv_heads_are_grouped(loaded, tmp_path):
     with ga.grouped_attention(loaded.model) as grouped:
         assert grouped and config._attn_implementation == ga.NAME
     assert config._attn_implementation == "sdpa"  # restored
+    with ga.grouped_attention(loaded.model, flex_decode=True) as grouped:
+        assert grouped and config._attn_implementation == ga.FLEX_NAME
+    assert config._attn_implementation == "sdpa"
     gemma = load_tiny(tmp_path, arch="gemma2")  # sliding windows, soft-capped logits
     assert not ga.can_group(gemma.model)
     with ga.grouped_attention(gemma.model) as grouped:

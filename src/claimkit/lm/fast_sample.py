@@ -25,6 +25,9 @@ is fully masked.
 `compile=True` (CUDA only) runs the one-token step through
 torch.compile(mode="reduce-overhead"), i.e. CUDA graphs; if compiling or
 running it fails, the batch is redone eagerly and the run stays eager.
+`flex_decode=True` with it attends those steps through FlexAttention's decoding
+kernel (`claimkit.lm.grouped_attention.flex_decode_attention`); the eager path,
+the fallback too, keeps SDPA.
 """
 
 from __future__ import annotations
@@ -57,13 +60,14 @@ def sample_fast(
     batch_size: int,
     progress: bool = True,
     compile: bool = False,
+    flex_decode: bool = False,
 ) -> list[Generation]:
     """One generation per prompt, like `claimkit.lm.sample.sample`, through the static-cache loop."""
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"sample_fast: temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
     stop_ids = eos_token_ids(loaded)
     pad_id = loaded.tokenizer.pad_token_id
-    decoder = Decoder(loaded.model, compile=compile and str(loaded.device).startswith("cuda"))
+    decoder = Decoder(loaded.model, compile=compile and str(loaded.device).startswith("cuda"), flex_decode=flex_decode)
 
     def new_tokens(input_ids: Any, attention_mask: Any, batch_index: int) -> Any:
         return decoder.generate(
@@ -78,9 +82,10 @@ def sample_fast(
 class Decoder:
     """The prefill + one-token-step loop over one model; holds the compiled step between batches."""
 
-    def __init__(self, model: Any, *, compile: bool = False):
+    def __init__(self, model: Any, *, compile: bool = False, flex_decode: bool = False):
         self.model = model
         self.compile = compile
+        self.flex_decode = flex_decode  # in the compiled step only: eager FlexAttention is a slow reference
         self._compiled: Callable[..., Any] | None = None
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes kwargs on
         params = inspect.signature(base.forward).parameters
@@ -95,11 +100,11 @@ class Decoder:
         """
         if self.compile:
             try:
-                return self._decode(input_ids, attention_mask, step=self._compiled_step(), **settings)
+                return self._decode(input_ids, attention_mask, step=self._compiled_step(), flex=self.flex_decode, **settings)
             except Exception as exc:  # noqa: BLE001 - any compile/cudagraph failure: fall back, never lose the run
                 warn_compile_failed("sample_fast: the compiled decode step", exc, "redoing this batch and the rest of the run")
                 self.compile, self._compiled = False, None
-        return self._decode(input_ids, attention_mask, step=self._forward, **settings)
+        return self._decode(input_ids, attention_mask, step=self._forward, flex=False, **settings)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -109,6 +114,7 @@ class Decoder:
         attention_mask: Any,
         *,
         step: Callable[..., Any],
+        flex: bool,
         max_new_tokens: int,
         temperature: float,
         top_p: float,
@@ -122,7 +128,7 @@ class Decoder:
         rows, width = input_ids.shape
         device = input_ids.device
         generator = torch.Generator(device=device).manual_seed(seed)
-        with torch.no_grad(), grouped_attention(self.model) as four_d:
+        with torch.no_grad(), grouped_attention(self.model, flex_decode=flex) as four_d:
             cache = StaticCache(config=self.model.config, max_cache_len=width + max_new_tokens)
             # The mask covers the whole cache; a slot becomes visible when its token is fed.
             mask = torch.zeros((rows, width + max_new_tokens), dtype=torch.bool if four_d else torch.long, device=device)
