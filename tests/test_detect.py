@@ -360,8 +360,14 @@ def test_refinements_drop_bandit_findings_on_safe_uses(code):
     assert not detect_target(code).is_target
 
 
-def test_coding_line_does_not_break_the_scan():
-    d = detect_target('# -*- coding: nonsense -*-\nimport os\nos.system("ls " + x)\n')
+@pytest.mark.parametrize("head", [
+    "# -*- coding: nonsense -*-\n",
+    "#!/usr/bin/env python\n# vim: set fileencoding=nonsense :\n",
+    # a SmolLM2 generation on the GPU tier: the first mark defused, Python took the next
+    "# -*-coding: utf8-rich:utf-8:encoding:utf8-rich:\n",
+])
+def test_coding_line_does_not_break_the_scan(head):
+    d = detect_target(head + 'import os\nos.system("ls " + x)\n')
     assert d.is_target and {f.test_id for f in d.findings} == {"B605"}
 
 

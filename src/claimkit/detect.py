@@ -445,7 +445,10 @@ def _scan(code: str, mod: _Module) -> list[Finding]:
 _SNIPPET_NAME = "./snippet.py"
 # bandit parses bytes, which honours a PEP 263 coding line; the code we scan
 # is already text, so such a line (e.g. an unknown encoding) must not apply.
-_CODING_COOKIE = re.compile(r"^([ \t\f]*#.*?)coding([:=])", re.MULTILINE)
+# Python takes the first "coding:" or "coding=" of a comment line, so every one
+# is defused: a generation wrote "# -*-coding: utf8-rich:...:encoding:utf8-rich:".
+_COMMENT_LINE = re.compile(r"^[ \t\f]*#")
+_CODING_MARK = re.compile(r"coding(?=[:=])")
 
 
 @functools.lru_cache(maxsize=1)
@@ -468,10 +471,7 @@ def _bandit_findings(code: str) -> list[Finding]:
     tests = _bandit_test_set()  # first, so that bandit is imported with its warning filtered
     from bandit.core import meta_ast, metrics, node_visitor
 
-    head, sep, rest = code.partition("\n")
-    second, sep2, rest = rest.partition("\n")
-    code = _CODING_COOKIE.sub(r"\1c0ding\2", head + sep + second) + sep2 + rest
-    data = code.encode("utf-8", errors="replace")
+    data = _without_coding_cookie(code).encode("utf-8", errors="replace")
     stats = metrics.Metrics()
     stats.begin(_SNIPPET_NAME)
     visitor = node_visitor.BanditNodeVisitor(
@@ -482,6 +482,15 @@ def _bandit_findings(code: str) -> list[Finding]:
         Finding(r.test_id, r.severity, r.confidence, int(r.lineno or 0), r.text)
         for r in visitor.tester.results
     ]
+
+
+def _without_coding_cookie(code: str) -> str:
+    """`code` with no PEP 263 coding declaration in its first two lines, where Python looks for one."""
+    lines = code.split("\n", 2)
+    for i, line in enumerate(lines[:2]):
+        if _COMMENT_LINE.match(line):
+            lines[i] = _CODING_MARK.sub("c0ding", line)
+    return "\n".join(lines)
 
 
 # ===========================================================================
