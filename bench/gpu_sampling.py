@@ -3,6 +3,7 @@
     CLAIMKIT_SMOLLM2_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf python bench/gpu_sampling.py
     python bench/gpu_sampling.py --compile          # also the compiled (CUDA graph) decode step
     python bench/gpu_sampling.py --compile --flex   # and that step attending through FlexAttention
+    python bench/gpu_sampling.py --flex-only --greedy-check 8   # generate against the flex step alone (short)
     python bench/gpu_sampling.py --tiny             # CPU smoke test: tiny random Llama, few prompts
 
 One run, SmolLM2-135M-Instruct (profile smollm2-135m, claimkit's loader, bf16 on
@@ -50,10 +51,12 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, help="new tokens per prompt (default 160; 16 with --tiny)")
     parser.add_argument("--plain-batch", type=int, default=256, help="batch size of the generate path (default 256)")
     parser.add_argument("--fast-batches", default=None, help="comma-separated batch sizes of the fast path (default 1000,512)")
-    parser.add_argument("--greedy-check", type=int, default=64, help="prompts compared greedily, fast vs generate (default 64)")
+    parser.add_argument("--greedy-check", type=int, default=64, help="prompts compared greedily, fast vs generate (default 64; 0: none)")
     parser.add_argument("--compile", action="store_true", help="also time the fast path with its compiled decode step")
     parser.add_argument("--flex", action="store_true",
                         help="with --compile: also the compiled step attending through FlexAttention (flex_decode)")
+    parser.add_argument("--flex-only", action="store_true",
+                        help="of the fast paths only the compiled one through FlexAttention (implies --compile --flex)")
     parser.add_argument("--skip-plain", action="store_true", help="do not time the generate path (it is the slow one)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random Llama (CPU smoke test) instead of SmolLM2")
     parser.add_argument("--seed", type=int, default=0)
@@ -65,6 +68,8 @@ def main() -> None:
     parser.add_argument("--hbm-tbps", type=float, default=gpu_common.H200_HBM_BYTES_PER_S / 1e12, help="assumed HBM TB/s")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12, help="assumed bf16 TFLOP/s")
     args = parser.parse_args()
+    if args.flex_only:
+        args.compile = args.flex = True
     n_prompts = args.prompts or (24 if args.tiny else 1000)
     new_tokens = args.new_tokens or (16 if args.tiny else 160)
     fast_batches = [int(b) for b in (args.fast_batches or ("8,24" if args.tiny else "1000,512")).split(",")]
@@ -79,23 +84,26 @@ def main() -> None:
     print(f"prompts: {len(prompts)} chat prompts, {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); "
           f"{new_tokens} new tokens each, temperature 1, top_p 1")  # fmt: skip
 
-    greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=False)
-    if args.compile and loaded.device.startswith("cuda"):
-        greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True)
-        if args.flex:
-            greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True, flex_decode=True)
-    elif args.compile:
-        print("note: compile applies on CUDA only; the fast+compile runs below are eager")
-    generate_against_itself(loaded, prompts[: args.greedy_check], new_tokens)
+    if args.greedy_check > 0:  # 0: no greedy checks
+        if not args.flex_only:
+            greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=False)
+        if args.compile and loaded.device.startswith("cuda"):
+            if not args.flex_only:
+                greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True)
+            if args.flex:
+                greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True, flex_decode=True)
+        elif args.compile:
+            print("note: compile applies on CUDA only; the fast+compile runs below are eager")
+        generate_against_itself(loaded, prompts[: args.greedy_check], new_tokens)
     if args.greedy_only:
         return
 
     runs: list[Run] = []
     if not args.skip_plain:
         runs.append(timed(loaded, prompts, new_tokens, args.seed, "generate", args.plain_batch, sampler="generate"))
-    for batch in fast_batches:
+    for batch in [] if args.flex_only else fast_batches:
         runs.append(timed(loaded, prompts, new_tokens, args.seed, "fast", batch, sampler="fast"))
-    if args.compile:
+    if args.compile and not args.flex_only:
         for batch in fast_batches:
             runs.append(timed(loaded, prompts, new_tokens, args.seed, "fast+compile", batch, sampler="fast", compile=True))
     if args.compile and args.flex:

@@ -253,7 +253,7 @@ def test_the_compiled_step_with_flex_decoding_gives_the_eager_answers(loaded, pr
     real = ga.flex_decode_attention
 
     def counted(*args, **kwargs):
-        calls.append(args[1].shape[2])  # query length
+        calls.append((args[1].shape[2], kwargs.get(ga.FLEX_KWARG) is not None))  # query length, block mask given
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ga, "flex_decode_attention", counted)
@@ -268,7 +268,7 @@ def test_the_compiled_step_with_flex_decoding_gives_the_eager_answers(loaded, pr
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
         compiled = decoder.generate(input_ids, attention_mask, **kw)
     assert decoder.compile and torch.equal(compiled, eager)
-    assert set(calls) == {input_ids.shape[1], 1}  # the prefill passes through to SDPA, then the steps
+    assert set(calls) == {(input_ids.shape[1], False), (1, True)}  # the prefill goes to SDPA, the steps to flex
 
 
 def test_compile_is_ignored_off_cuda(loaded, prompts):

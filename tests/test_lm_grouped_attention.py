@@ -43,16 +43,26 @@ def test_flex_decoding_is_the_same_attention_and_leaves_a_prefill_to_sdpa(slots)
     batch, heads, kv_heads, dim = 3, 6, 2, 8
     key, value = (torch.randn(batch, kv_heads, slots, dim, generator=gen) for _ in range(2))
     query = torch.randn(batch, heads, 1, dim, generator=gen)
-    mask = torch.rand(batch, 1, 1, slots, generator=gen) > 0.3
-    mask[..., -1] = True
-    out, weights = ga.flex_decode_attention(Module().eval(), query, key, value, mask)
+    whole = torch.zeros(batch, -(-slots // ga.FLEX_BLOCK) * ga.FLEX_BLOCK, dtype=torch.bool)
+    block_mask = ga.decode_block_mask(whole, slots)
+    whole[:, :slots] = torch.rand(batch, slots, generator=gen) > 0.3  # in place, after the block mask is made
+    whole[:, slots - 1] = True
+    mask = whole[:, None, None, :slots]
+    out, weights = ga.flex_decode_attention(Module().eval(), query, key, value, mask, claimkit_block_mask=block_mask)
     assert weights is None and out.shape == (batch, 1, heads, dim)
     torch.testing.assert_close(out, repeat_kv_attention(query, key, value, mask))
     prefill = torch.randn(batch, heads, 4, dim, generator=gen)
     prefill_mask = torch.rand(batch, 1, 4, slots, generator=gen) > 0.3
     prefill_mask[..., 0] = True
-    out, _ = ga.flex_decode_attention(Module().eval(), prefill, key, value, prefill_mask)
+    out, _ = ga.flex_decode_attention(Module().eval(), prefill, key, value, prefill_mask, claimkit_block_mask=block_mask)
     torch.testing.assert_close(out, repeat_kv_attention(prefill, key, value, prefill_mask))
+
+
+def test_a_decode_block_mask_must_cover_the_cache_in_whole_blocks():
+    with pytest.raises(ValueError, match="not a multiple of 128 covering 200"):
+        ga.decode_block_mask(torch.zeros(2, 200, dtype=torch.bool), 200)
+    with pytest.raises(ValueError, match="covering 300"):
+        ga.decode_block_mask(torch.zeros(2, 256, dtype=torch.bool), 300)
 
 
 def test_unsupported_attention_variants_are_refused():

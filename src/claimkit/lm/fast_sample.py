@@ -36,7 +36,7 @@ import inspect
 from typing import Any, Callable, Sequence
 
 from claimkit.lm.device import warn_compile_failed
-from claimkit.lm.grouped_attention import grouped_attention
+from claimkit.lm.grouped_attention import FLEX_BLOCK, FLEX_KWARG, decode_block_mask, grouped_attention
 from claimkit.lm.load import LoadedModel
 from claimkit.lm.sample import Generation, batch_seed, eos_token_ids, sample_in_batches
 
@@ -129,10 +129,16 @@ class Decoder:
         device = input_ids.device
         generator = torch.Generator(device=device).manual_seed(seed)
         with torch.no_grad(), grouped_attention(self.model, flex_decode=flex) as four_d:
-            cache = StaticCache(config=self.model.config, max_cache_len=width + max_new_tokens)
+            slots = width + max_new_tokens
+            cache = StaticCache(config=self.model.config, max_cache_len=slots)
             # The mask covers the whole cache; a slot becomes visible when its token is fed.
-            mask = torch.zeros((rows, width + max_new_tokens), dtype=torch.bool if four_d else torch.long, device=device)
+            # FlexAttention reads it in whole blocks: padded with hidden slots to a multiple.
+            flex = flex and four_d
+            padded = -(-slots // FLEX_BLOCK) * FLEX_BLOCK if flex else slots
+            whole = torch.zeros((rows, padded), dtype=torch.bool if four_d else torch.long, device=device)
+            mask = whole[:, :slots]  # a view, as every mask below: updates show through all of them
             mask[:, :width] = attention_mask.bool() if four_d else attention_mask
+            block_mask = decode_block_mask(whole, slots) if flex else None
             # As generate: positions count real tokens only, padding sits at position 0.
             positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
             logits = self._forward(input_ids, positions, prefill_mask(mask, width) if four_d else mask, cache, prefill=True)
@@ -153,15 +159,19 @@ class Decoder:
                 if steps == max_new_tokens or (steps % FINISHED_CHECK_EVERY == 0 and bool(finished.all())):
                     break
                 mask[..., width + t] = 1
-                logits = step(token[:, None], next_position, mask, cache)
+                logits = step(token[:, None], next_position, mask, cache, block_mask)
                 next_position = next_position + 1
         return out[:, :steps]
 
-    def _forward(self, input_ids: Any, positions: Any, mask: Any, cache: Any, prefill: bool = False) -> Any:
+    def _forward(
+        self, input_ids: Any, positions: Any, mask: Any, cache: Any, block_mask: Any = None, prefill: bool = False
+    ) -> Any:
         """float32 logits of every row's last position (a copy: compiled outputs get overwritten)."""
         import torch
 
         kwargs = {self.cache_arg: cache, "use_cache": True}
+        if block_mask is not None:
+            kwargs[FLEX_KWARG] = block_mask  # transformers hands it on to flex_decode_attention
         if prefill and self.keeps_last_logits:
             kwargs["logits_to_keep"] = 1  # the prompt's other logits would be rows x width x vocab
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **kwargs)

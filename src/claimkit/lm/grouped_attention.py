@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 NAME = "claimkit_grouped_sdpa"
 FLEX_NAME = "claimkit_flex_decode"
+FLEX_KWARG = "claimkit_block_mask"  # the forward keyword that carries decode_block_mask's mask
 
 # FlexAttention's block size: the cache is split into blocks of this many slots.
 FLEX_BLOCK = 128
@@ -70,37 +71,51 @@ def flex_decode_attention(
     attention_mask: Any,
     dropout: float = 0.0,
     scaling: float | None = None,
+    claimkit_block_mask: Any = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
-    """A one-token step through FlexAttention, the mask row read inside the kernel; anything else as grouped_sdpa_attention.
+    """A one-token step through FlexAttention with the caller's `decode_block_mask`; anything else as grouped_sdpa_attention.
 
-    Every cache block is declared partial, so the kernel consults the mask for every
-    slot: the blocks cannot be known to be full or empty ahead of a step without a
-    host-side scan of the mask, which would break the CUDA graph.
+    The block mask comes in as a keyword of the model's forward (transformers passes
+    those on to the attention function): built inside the compiled step it failed to
+    lower (torch 2.11, inductor: "'function' object has no attribute 'graph'").
     """
-    if query.shape[2] != 1 or attention_mask is None or module.training:
+    if query.shape[2] != 1 or claimkit_block_mask is None or module.training:
         return grouped_sdpa_attention(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     if kwargs.get("softcap") or kwargs.get("sliding_window"):
         raise ValueError(f"{FLEX_NAME}: soft-capped or sliding-window attention is not supported (see can_group)")
-    import torch
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
 
-    kv_len = key.shape[2]
+    out = flex_attention(query, key, value, block_mask=claimkit_block_mask, scale=scaling, enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def decode_block_mask(visible: Any, kv_len: int) -> Any:
+    """A FlexAttention BlockMask for one-token steps over `kv_len` cache slots that reads `visible` in the kernel.
+
+    `visible`: (rows, slots) booleans, True where a row may attend, `slots` a multiple
+    of FLEX_BLOCK and >= kv_len (the slots past kv_len stay False, so the kernel never
+    reads past it). The caller updates it in place between steps. Every block is
+    declared partial: which blocks are full or empty changes every step, and finding
+    out would take a host-side scan that breaks the CUDA graph.
+    """
+    import torch
+    from torch.nn.attention.flex_attention import BlockMask
+
+    rows, slots = visible.shape
+    if slots % FLEX_BLOCK or slots < kv_len:
+        raise ValueError(f"decode_block_mask: {slots} slots is not a multiple of {FLEX_BLOCK} covering {kv_len}")
     blocks = -(-kv_len // FLEX_BLOCK)
-    # (rows, slots) padded with hidden slots to whole blocks, so the kernel never reads past it
-    visible = torch.nn.functional.pad(attention_mask[:, 0, 0, :kv_len], (0, blocks * FLEX_BLOCK - kv_len), value=False)
 
     def mask_mod(b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
         return visible[b, kv_idx]
 
-    device = query.device
-    block_mask = BlockMask.from_kv_blocks(
-        torch.full((1, 1, 1), blocks, dtype=torch.int32, device=device),  # batch and heads broadcast
+    device = visible.device
+    return BlockMask.from_kv_blocks(
+        torch.full((1, 1, 1), blocks, dtype=torch.int32, device=device),  # rows and heads broadcast
         torch.arange(blocks, dtype=torch.int32, device=device).view(1, 1, 1, blocks),
         BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod, seq_lengths=(1, kv_len), compute_q_blocks=False,
     )  # fmt: skip
-    out = flex_attention(query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=True)
-    return out.transpose(1, 2).contiguous(), None
 
 
 def can_group(model: Any) -> bool:
