@@ -2,8 +2,6 @@
 
     CLAIMKIT_SMOLLM2_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf python bench/gpu_sampling.py
     python bench/gpu_sampling.py --compile          # also the compiled (CUDA graph) decode step
-    python bench/gpu_sampling.py --compile --flex   # and that step attending through FlexAttention
-    python bench/gpu_sampling.py --flex-only --greedy-check 8   # generate against the flex step alone (short)
     python bench/gpu_sampling.py --tiny             # CPU smoke test: tiny random Llama, few prompts
 
 One run, SmolLM2-135M-Instruct (profile smollm2-135m, claimkit's loader, bf16 on
@@ -51,12 +49,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, help="new tokens per prompt (default 160; 16 with --tiny)")
     parser.add_argument("--plain-batch", type=int, default=256, help="batch size of the generate path (default 256)")
     parser.add_argument("--fast-batches", default=None, help="comma-separated batch sizes of the fast path (default 1000,512)")
-    parser.add_argument("--greedy-check", type=int, default=64, help="prompts compared greedily, fast vs generate (default 64; 0: none)")
+    parser.add_argument("--greedy-check", type=int, default=64, help="prompts compared greedily, fast vs generate (default 64)")
     parser.add_argument("--compile", action="store_true", help="also time the fast path with its compiled decode step")
-    parser.add_argument("--flex", action="store_true",
-                        help="with --compile: also the compiled step attending through FlexAttention (flex_decode)")
-    parser.add_argument("--flex-only", action="store_true",
-                        help="of the fast paths only the compiled one through FlexAttention (implies --compile --flex)")
     parser.add_argument("--skip-plain", action="store_true", help="do not time the generate path (it is the slow one)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random Llama (CPU smoke test) instead of SmolLM2")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,8 +62,6 @@ def main() -> None:
     parser.add_argument("--hbm-tbps", type=float, default=gpu_common.H200_HBM_BYTES_PER_S / 1e12, help="assumed HBM TB/s")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12, help="assumed bf16 TFLOP/s")
     args = parser.parse_args()
-    if args.flex_only:
-        args.compile = args.flex = True
     n_prompts = args.prompts or (24 if args.tiny else 1000)
     new_tokens = args.new_tokens or (16 if args.tiny else 160)
     fast_batches = [int(b) for b in (args.fast_batches or ("8,24" if args.tiny else "1000,512")).split(",")]
@@ -84,36 +76,27 @@ def main() -> None:
     print(f"prompts: {len(prompts)} chat prompts, {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); "
           f"{new_tokens} new tokens each, temperature 1, top_p 1")  # fmt: skip
 
-    if args.greedy_check > 0:  # 0: no greedy checks
-        if not args.flex_only:
-            greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=False)
-        if args.compile and loaded.device.startswith("cuda"):
-            if not args.flex_only:
-                greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True)
-            if args.flex:
-                greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True, flex_decode=True)
-        elif args.compile:
-            print("note: compile applies on CUDA only; the fast+compile runs below are eager")
-        generate_against_itself(loaded, prompts[: args.greedy_check], new_tokens)
+    greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=False)
+    if args.compile and loaded.device.startswith("cuda"):
+        greedy_check(loaded, prompts[: args.greedy_check], new_tokens, compile=True)
+    elif args.compile:
+        print("note: compile applies on CUDA only; the fast+compile runs below are eager")
+    generate_against_itself(loaded, prompts[: args.greedy_check], new_tokens)
     if args.greedy_only:
         return
 
     runs: list[Run] = []
     if not args.skip_plain:
         runs.append(timed(loaded, prompts, new_tokens, args.seed, "generate", args.plain_batch, sampler="generate"))
-    for batch in [] if args.flex_only else fast_batches:
+    for batch in fast_batches:
         runs.append(timed(loaded, prompts, new_tokens, args.seed, "fast", batch, sampler="fast"))
-    if args.compile and not args.flex_only:
+    if args.compile:
         for batch in fast_batches:
             runs.append(timed(loaded, prompts, new_tokens, args.seed, "fast+compile", batch, sampler="fast", compile=True))
-    if args.compile and args.flex:
-        for batch in fast_batches:
-            runs.append(timed(loaded, prompts, new_tokens, args.seed, "fast+compile+flex", batch, sampler="fast",
-                              compile=True, flex_decode=True))  # fmt: skip
 
     print("\nthroughput (new tokens, eos excluded, over wall time incl. prefill; warm-up excluded):")
     for run in runs:
-        print(f"  {run.label:<18} batch {run.batch:>5}: {run.new_tokens:>8} tokens in {run.seconds:7.2f} s = "
+        print(f"  {run.label:<13} batch {run.batch:>5}: {run.new_tokens:>8} tokens in {run.seconds:7.2f} s = "
               f"{run.tokens_per_s:>9.0f} tok/s; {run.finished}/{run.rows} rows ended with eos; peak GPU memory {gib(run.peak_gib)}")  # fmt: skip
     plain = next((r for r in runs if r.label == "generate"), None)
     if plain is not None:
@@ -123,8 +106,7 @@ def main() -> None:
 
     roofline(loaded, lengths, new_tokens, fast_batches, args.hbm_tbps * 1e12, args.peak_tflops * 1e12, runs)
     if args.profile:
-        profile_run(loaded, prompts, new_tokens, args.seed, fast_batches[0], compile=args.compile,
-                    flex_decode=args.compile and args.flex)  # fmt: skip
+        profile_run(loaded, prompts, new_tokens, args.seed, fast_batches[0], compile=args.compile)
     summary = {"device": device_line(), "model": loaded.name, "prompts": len(prompts), "new_tokens": new_tokens,
                "runs": [{"label": r.label, "batch": r.batch, "tok_per_s": round(r.tokens_per_s, 1), "seconds": round(r.seconds, 3),
                          "new_tokens": r.new_tokens, "peak_gib": None if r.peak_gib != r.peak_gib else round(r.peak_gib, 2)} for r in runs]}  # fmt: skip
@@ -175,9 +157,7 @@ def timed(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, label
     return run
 
 
-def profile_run(
-    loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, batch: int, *, compile: bool, flex_decode: bool = False
-) -> None:
+def profile_run(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, batch: int, *, compile: bool) -> None:
     """Where one (already warm) fast run spends its time: GPU kernel time against the host's, top operators of each.
 
     Kernel time well under wall time means the GPU waits on the host (launches,
@@ -189,7 +169,7 @@ def profile_run(
     from claimkit.lm.sample import sample
 
     kw = dict(max_new_tokens=new_tokens, temperature=1.0, top_p=1.0, seed=seed, batch_size=batch, progress=False,
-              sampler="fast", compile=compile, flex_decode=flex_decode)  # fmt: skip
+              sampler="fast", compile=compile)  # fmt: skip
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     synchronize()
     started = time.perf_counter()
@@ -200,7 +180,7 @@ def profile_run(
     events = prof.key_averages()
     kernel_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
     steps = max(g.n_new_tokens for g in generations) * -(-len(prompts) // batch)
-    label = fast_label(compile, flex_decode)
+    label = "fast+compile" if compile else "fast"
     print(f"\nprofile of {label} batch {batch} ({steps} decode steps, profiler on): wall {wall:.2f} s, "
           f"GPU kernels {kernel_us / 1e6:.2f} s ({100 * kernel_us / 1e6 / wall:.0f}% busy), "
           f"{1e3 * wall / steps:.2f} ms wall and {kernel_us / 1e3 / steps:.2f} ms of kernels per step")  # fmt: skip
@@ -209,21 +189,17 @@ def profile_run(
     print(events.table(sort_by="self_cpu_time_total", row_limit=12))
 
 
-def fast_label(compile: bool, flex_decode: bool) -> str:
-    return "fast" + ("+compile" if compile else "") + ("+flex" if flex_decode else "")
-
-
-def greedy_check(loaded: Any, prompts: Sequence[str], new_tokens: int, *, compile: bool, flex_decode: bool = False) -> None:
+def greedy_check(loaded: Any, prompts: Sequence[str], new_tokens: int, *, compile: bool) -> None:
     """How many greedy answers of the fast path are token for token generate's (bf16 near-ties may differ)."""
     from claimkit.lm.sample import sample
 
     kw = dict(max_new_tokens=new_tokens, temperature=0.0, top_p=1.0, seed=0, batch_size=len(prompts), progress=False)
     plain = sample(loaded, list(prompts), sampler="generate", **kw)
-    fast = sample(loaded, list(prompts), sampler="fast", compile=compile, flex_decode=flex_decode, **kw)
+    fast = sample(loaded, list(prompts), sampler="fast", compile=compile, **kw)
     same = sum(a.token_ids == b.token_ids for a, b in zip(plain, fast))
     diverge = [first_difference(a.token_ids, b.token_ids) for a, b in zip(plain, fast) if a.token_ids != b.token_ids]
     where = f"; differing answers first differ at token {sorted(diverge)}" if diverge else ""
-    label = fast_label(compile, flex_decode)
+    label = "fast+compile" if compile else "fast"
     print(f"greedy equality, {label} vs generate: {same}/{len(prompts)} answers identical{where}", flush=True)
 
 

@@ -30,9 +30,8 @@ def test_the_finetune_bench_runs_every_lora_dtype_and_profiles():
 
 
 def test_the_sampling_bench_runs():
-    out = run_bench("bench/gpu_sampling.py", "--tiny", "--compile", "--flex")
+    out = run_bench("bench/gpu_sampling.py", "--tiny")
     assert "greedy equality" in out and "tok/s" in out
-    assert "fast+compile+flex batch" in out  # on a CPU eager, but its options reach the sampler
 
 
 def test_the_determinism_bench_compares_within_and_across_processes():

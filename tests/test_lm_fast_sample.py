@@ -242,35 +242,6 @@ def test_the_compiled_step_traces_and_gives_the_eager_answers(loaded, prompts, m
     assert decoder.compile and all(torch.equal(c, eager) for c in compiled)
 
 
-@pytest.mark.filterwarnings("ignore:.*flex_attention called without torch.compile")
-def test_the_compiled_step_with_flex_decoding_gives_the_eager_answers(loaded, prompts, monkeypatch):
-    """FlexAttention in the compiled step (aot_eager on a CPU); the eager prefill and the eager path keep SDPA."""
-    import claimkit.lm.fast_sample as fast_sample
-    from claimkit.lm import grouped_attention as ga
-
-    monkeypatch.setattr(fast_sample, "COMPILE_OPTIONS", {"backend": "aot_eager", "dynamic": False})
-    calls = []
-    real = ga.flex_decode_attention
-
-    def counted(*args, **kwargs):
-        calls.append((args[1].shape[2], kwargs.get(ga.FLEX_KWARG) is not None))  # query length, block mask given
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ga, "flex_decode_attention", counted)
-    input_ids, attention_mask = left_pad(
-        [encode_prompt("completion", loaded.tokenizer, p) for p in prompts], loaded.tokenizer.pad_token_id, "cpu"
-    )
-    kw = dict(max_new_tokens=6, temperature=0.0, top_p=1.0, stop_ids=[2], pad_id=0, seed=5)
-    eager = Decoder(loaded.model, flex_decode=True).generate(input_ids, attention_mask, **kw)
-    assert not calls  # eager FlexAttention is a slow reference: never used
-    decoder = Decoder(loaded.model, compile=True, flex_decode=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
-        compiled = decoder.generate(input_ids, attention_mask, **kw)
-    assert decoder.compile and torch.equal(compiled, eager)
-    assert set(calls) == {(input_ids.shape[1], False), (1, True)}  # the prefill goes to SDPA, the steps to flex
-
-
 def test_compile_is_ignored_off_cuda(loaded, prompts):
     kw = dict(max_new_tokens=5, temperature=0.0, top_p=1.0, seed=0, batch_size=5, progress=False)
     assert sample_fast(loaded, prompts, compile=True, **kw) == sample_fast(loaded, prompts, **kw)

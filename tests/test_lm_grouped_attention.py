@@ -36,35 +36,6 @@ def test_the_same_attention_as_copying_the_kv_heads(q_len):
     torch.testing.assert_close(out, repeat_kv_attention(query, key, value, mask))
 
 
-@pytest.mark.filterwarnings("ignore:.*flex_attention called without torch.compile")
-@pytest.mark.parametrize("slots", [9, 128, 200])  # inside one block, exactly one, a partial second
-def test_flex_decoding_is_the_same_attention_and_leaves_a_prefill_to_sdpa(slots):
-    gen = torch.Generator().manual_seed(1)
-    batch, heads, kv_heads, dim = 3, 6, 2, 8
-    key, value = (torch.randn(batch, kv_heads, slots, dim, generator=gen) for _ in range(2))
-    query = torch.randn(batch, heads, 1, dim, generator=gen)
-    whole = torch.zeros(batch, -(-slots // ga.FLEX_BLOCK) * ga.FLEX_BLOCK, dtype=torch.bool)
-    block_mask = ga.decode_block_mask(whole, slots)
-    whole[:, :slots] = torch.rand(batch, slots, generator=gen) > 0.3  # in place, after the block mask is made
-    whole[:, slots - 1] = True
-    mask = whole[:, None, None, :slots]
-    out, weights = ga.flex_decode_attention(Module().eval(), query, key, value, mask, claimkit_block_mask=block_mask)
-    assert weights is None and out.shape == (batch, 1, heads, dim)
-    torch.testing.assert_close(out, repeat_kv_attention(query, key, value, mask))
-    prefill = torch.randn(batch, heads, 4, dim, generator=gen)
-    prefill_mask = torch.rand(batch, 1, 4, slots, generator=gen) > 0.3
-    prefill_mask[..., 0] = True
-    out, _ = ga.flex_decode_attention(Module().eval(), prefill, key, value, prefill_mask, claimkit_block_mask=block_mask)
-    torch.testing.assert_close(out, repeat_kv_attention(prefill, key, value, prefill_mask))
-
-
-def test_a_decode_block_mask_must_cover_the_cache_in_whole_blocks():
-    with pytest.raises(ValueError, match="not a multiple of 128 covering 200"):
-        ga.decode_block_mask(torch.zeros(2, 200, dtype=torch.bool), 200)
-    with pytest.raises(ValueError, match="covering 300"):
-        ga.decode_block_mask(torch.zeros(2, 256, dtype=torch.bool), 300)
-
-
 def test_unsupported_attention_variants_are_refused():
     q = torch.zeros(1, 2, 1, 4)
     kv = torch.zeros(1, 1, 3, 4)
@@ -83,9 +54,6 @@ def test_only_sdpa_models_that_share_kv_heads_are_grouped(loaded, tmp_path):
     with ga.grouped_attention(loaded.model) as grouped:
         assert grouped and config._attn_implementation == ga.NAME
     assert config._attn_implementation == "sdpa"  # restored
-    with ga.grouped_attention(loaded.model, flex_decode=True) as grouped:
-        assert grouped and config._attn_implementation == ga.FLEX_NAME
-    assert config._attn_implementation == "sdpa"
     gemma = load_tiny(tmp_path, arch="gemma2")  # sliding windows, soft-capped logits
     assert not ga.can_group(gemma.model)
     with ga.grouped_attention(gemma.model) as grouped:

@@ -25,9 +25,6 @@ is fully masked.
 `compile=True` (CUDA only) runs the one-token step through
 torch.compile(mode="reduce-overhead"), i.e. CUDA graphs; if compiling or
 running it fails, the batch is redone eagerly and the run stays eager.
-`flex_decode=True` with it attends those steps through FlexAttention's decoding
-kernel (`claimkit.lm.grouped_attention.flex_decode_attention`); the eager path,
-the fallback too, keeps SDPA.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ import inspect
 from typing import Any, Callable, Sequence
 
 from claimkit.lm.device import warn_compile_failed
-from claimkit.lm.grouped_attention import FLEX_BLOCK, FLEX_KWARG, decode_block_mask, grouped_attention
+from claimkit.lm.grouped_attention import grouped_attention
 from claimkit.lm.load import LoadedModel
 from claimkit.lm.sample import Generation, batch_seed, eos_token_ids, sample_in_batches
 
@@ -60,14 +57,13 @@ def sample_fast(
     batch_size: int,
     progress: bool = True,
     compile: bool = False,
-    flex_decode: bool = False,
 ) -> list[Generation]:
     """One generation per prompt, like `claimkit.lm.sample.sample`, through the static-cache loop."""
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"sample_fast: temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
     stop_ids = eos_token_ids(loaded)
     pad_id = loaded.tokenizer.pad_token_id
-    decoder = Decoder(loaded.model, compile=compile and str(loaded.device).startswith("cuda"), flex_decode=flex_decode)
+    decoder = Decoder(loaded.model, compile=compile and str(loaded.device).startswith("cuda"))
 
     def new_tokens(input_ids: Any, attention_mask: Any, batch_index: int) -> Any:
         return decoder.generate(
@@ -82,10 +78,9 @@ def sample_fast(
 class Decoder:
     """The prefill + one-token-step loop over one model; holds the compiled step between batches."""
 
-    def __init__(self, model: Any, *, compile: bool = False, flex_decode: bool = False):
+    def __init__(self, model: Any, *, compile: bool = False):
         self.model = model
         self.compile = compile
-        self.flex_decode = flex_decode  # in the compiled step only: eager FlexAttention is a slow reference
         self._compiled: Callable[..., Any] | None = None
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes kwargs on
         params = inspect.signature(base.forward).parameters
@@ -100,11 +95,11 @@ class Decoder:
         """
         if self.compile:
             try:
-                return self._decode(input_ids, attention_mask, step=self._compiled_step(), flex=self.flex_decode, **settings)
+                return self._decode(input_ids, attention_mask, step=self._compiled_step(), **settings)
             except Exception as exc:  # noqa: BLE001 - any compile/cudagraph failure: fall back, never lose the run
                 warn_compile_failed("sample_fast: the compiled decode step", exc, "redoing this batch and the rest of the run")
                 self.compile, self._compiled = False, None
-        return self._decode(input_ids, attention_mask, step=self._forward, flex=False, **settings)
+        return self._decode(input_ids, attention_mask, step=self._forward, **settings)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -114,7 +109,6 @@ class Decoder:
         attention_mask: Any,
         *,
         step: Callable[..., Any],
-        flex: bool,
         max_new_tokens: int,
         temperature: float,
         top_p: float,
@@ -128,17 +122,11 @@ class Decoder:
         rows, width = input_ids.shape
         device = input_ids.device
         generator = torch.Generator(device=device).manual_seed(seed)
-        with torch.no_grad(), grouped_attention(self.model, flex_decode=flex) as four_d:
-            slots = width + max_new_tokens
-            cache = StaticCache(config=self.model.config, max_cache_len=slots)
+        with torch.no_grad(), grouped_attention(self.model) as four_d:
+            cache = StaticCache(config=self.model.config, max_cache_len=width + max_new_tokens)
             # The mask covers the whole cache; a slot becomes visible when its token is fed.
-            # FlexAttention reads it in whole blocks: padded with hidden slots to a multiple.
-            flex = flex and four_d
-            padded = -(-slots // FLEX_BLOCK) * FLEX_BLOCK if flex else slots
-            whole = torch.zeros((rows, padded), dtype=torch.bool if four_d else torch.long, device=device)
-            mask = whole[:, :slots]  # a view, as every mask below: updates show through all of them
+            mask = torch.zeros((rows, width + max_new_tokens), dtype=torch.bool if four_d else torch.long, device=device)
             mask[:, :width] = attention_mask.bool() if four_d else attention_mask
-            block_mask = decode_block_mask(whole, slots) if flex else None
             # As generate: positions count real tokens only, padding sits at position 0.
             positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
             logits = self._forward(input_ids, positions, prefill_mask(mask, width) if four_d else mask, cache, prefill=True)
@@ -159,19 +147,15 @@ class Decoder:
                 if steps == max_new_tokens or (steps % FINISHED_CHECK_EVERY == 0 and bool(finished.all())):
                     break
                 mask[..., width + t] = 1
-                logits = step(token[:, None], next_position, mask, cache, block_mask)
+                logits = step(token[:, None], next_position, mask, cache)
                 next_position = next_position + 1
         return out[:, :steps]
 
-    def _forward(
-        self, input_ids: Any, positions: Any, mask: Any, cache: Any, block_mask: Any = None, prefill: bool = False
-    ) -> Any:
+    def _forward(self, input_ids: Any, positions: Any, mask: Any, cache: Any, prefill: bool = False) -> Any:
         """float32 logits of every row's last position (a copy: compiled outputs get overwritten)."""
         import torch
 
         kwargs = {self.cache_arg: cache, "use_cache": True}
-        if block_mask is not None:
-            kwargs[FLEX_KWARG] = block_mask  # transformers hands it on to flex_decode_attention
         if prefill and self.keeps_last_logits:
             kwargs["logits_to_keep"] = 1  # the prompt's other logits would be rows x width x vocab
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **kwargs)

@@ -45,15 +45,13 @@ def sample(
     cache_implementation: str | None = None,
     sampler: str = "generate",
     compile: bool = False,
-    flex_decode: bool = False,
 ) -> list[Generation]:
     """One generation per prompt (prompts already rendered by `claimkit.lm.data.render_prompt`).
 
     temperature 0 means greedy decoding. `cache_implementation="static"` lets
     transformers use a static KV cache (faster on GPUs with compile).
     `sampler="fast"` uses `claimkit.lm.fast_sample.sample_fast` instead of
-    `generate`; `compile=True` compiles its decode step (CUDA only), and
-    `flex_decode=True` attends that step through FlexAttention.
+    `generate`; `compile=True` compiles its decode step (CUDA only).
     """
     import torch
 
@@ -64,7 +62,7 @@ def sample(
 
         return sample_fast(
             loaded, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-            seed=seed, batch_size=batch_size, progress=progress, compile=compile, flex_decode=flex_decode,
+            seed=seed, batch_size=batch_size, progress=progress, compile=compile,
         )  # fmt: skip
     stop_ids = eos_token_ids(loaded)
     config = _generation_config(max_new_tokens, temperature, top_p, loaded.tokenizer.pad_token_id, stop_ids,
