@@ -12,6 +12,11 @@ model's launch-bound fine-tunes and samplings overlap. Prints both wall times,
 their ratio, and each run's verdicts, and whether the warm run (or each run, against
 `--against`) reproduced the earlier one number for number; the pytest output goes
 to a log beside the reports. Asserts nothing.
+
+It also says whether Python may cache bytecode. Where it may not
+(PYTHONDONTWRITEBYTECODE, as on the lent GPU machines, whose torch ships without
+.pyc files), every worker compiles the source of everything it imports, and on an
+H200 that made a warm run 47.4 s instead of 18.8-21.8 s (reports/gpu-20261201-strict).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ def main() -> None:
     args.reports.mkdir(parents=True, exist_ok=True)
     print(f"suite: claims/ -m {args.marker!r}, profile {args.profile}, {args.workers} xdist worker(s), "
           f"GPUs {os.environ.get('CUDA_VISIBLE_DEVICES', 'all visible')}; cache {args.cache}", flush=True)
+    print(f"python bytecode: {bytecode_caching(os.environ)}", flush=True)
     if args.only == "warm":
         run_suite(args, "warm")
         return
@@ -102,6 +108,16 @@ def run_suite(args: argparse.Namespace, label: str) -> float | None:
     if earlier is not None:
         print_reproduction(verdicts, earlier)
     return seconds if rc == 0 else None
+
+
+def bytecode_caching(env: "os._Environ[str] | dict[str, str]") -> str:
+    """Whether the runs' Python processes reuse and write .pyc files, in words."""
+    prefix = env.get("PYTHONPYCACHEPREFIX")
+    if env.get("PYTHONDONTWRITEBYTECODE"):
+        where = f" under PYTHONPYCACHEPREFIX={prefix}" if prefix else " that already exist"
+        return (f"not written (PYTHONDONTWRITEBYTECODE is set): each process reads only .pyc files{where} "
+                "and compiles the rest of what it imports, which a warm run pays in every worker")
+    return "cached" + (f" under PYTHONPYCACHEPREFIX={prefix}" if prefix else " in __pycache__ beside the sources")
 
 
 def plugin_installed() -> bool:

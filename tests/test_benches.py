@@ -77,3 +77,14 @@ def test_the_suite_bench_says_whether_a_run_reproduced_an_earlier_one(tmp_path, 
     assert "1 verdict(s) with other numbers, 0 identical" in out and "estimate 'rate' value: 0.4 -> 0.41" in out
     gpu_suite.print_reproduction(moved, tmp_path / "absent.json")
     assert "not compared" in capsys.readouterr().out
+
+
+def test_the_suite_bench_says_whether_bytecode_is_cached(monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    gpu_suite = importlib.import_module("gpu_suite")
+    assert gpu_suite.bytecode_caching({}).startswith("cached in __pycache__")
+    assert "under PYTHONPYCACHEPREFIX=/tmp/p" in gpu_suite.bytecode_caching({"PYTHONPYCACHEPREFIX": "/tmp/p"})
+    off = gpu_suite.bytecode_caching({"PYTHONDONTWRITEBYTECODE": "1"})
+    assert off.startswith("not written") and "every worker" in off
