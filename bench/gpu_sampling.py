@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -85,15 +86,16 @@ def main() -> None:
     if args.greedy_only:
         return
 
-    runs: list[Run] = []
+    timings: list[Run | None] = []
     if not args.skip_plain:
-        runs.append(timed(loaded, prompts, new_tokens, args.seed, "generate", args.plain_batch, sampler="generate"))
+        timings.append(timed(loaded, prompts, new_tokens, args.seed, "generate", args.plain_batch, sampler="generate"))
     for batch in fast_batches:
-        runs.append(timed(loaded, prompts, new_tokens, args.seed, "fast", batch, sampler="fast"))
+        timings.append(timed(loaded, prompts, new_tokens, args.seed, "fast", batch, sampler="fast"))
     if args.compile:
         for batch in fast_batches:
-            runs.append(timed(loaded, prompts, new_tokens, args.seed, "fast+compile", batch, sampler="fast", compile=True))
+            timings.append(timed(loaded, prompts, new_tokens, args.seed, "fast+compile", batch, sampler="fast", compile=True))
 
+    runs = [run for run in timings if run is not None]  # None: a compiled path that fell back, not timed
     print("\nthroughput (new tokens, eos excluded, over wall time incl. prefill; warm-up excluded):")
     for run in runs:
         print(f"  {run.label:<13} batch {run.batch:>5}: {run.new_tokens:>8} tokens in {run.seconds:7.2f} s = "
@@ -105,7 +107,9 @@ def main() -> None:
                 print(f"  ratio {run.label} batch {run.batch} / generate batch {plain.batch}: {run.tokens_per_s / plain.tokens_per_s:.1f}x")
 
     roofline(loaded, lengths, new_tokens, fast_batches, args.hbm_tbps * 1e12, args.peak_tflops * 1e12, runs)
-    if args.profile:
+    if args.profile and args.compile and not any(run.label == "fast+compile" for run in runs):
+        print("\nno profile: the compiled step fell back to eager, so a profile would show the eager loop")
+    elif args.profile:
         profile_run(loaded, prompts, new_tokens, args.seed, fast_batches[0], compile=args.compile)
     summary = {"device": device_line(), "model": loaded.name, "prompts": len(prompts), "new_tokens": new_tokens,
                "runs": [{"label": r.label, "batch": r.batch, "tok_per_s": round(r.tokens_per_s, 1), "seconds": round(r.seconds, 3),
@@ -133,8 +137,12 @@ def prompt_lengths(loaded: Any, prompts: Sequence[str]) -> list[int]:
     return [len(encode_prompt(loaded.format, loaded.tokenizer, p)) for p in prompts]
 
 
-def timed(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, label: str, batch: int, **how: Any) -> Run:
-    """One warm-up (untimed), then the timed run of all prompts."""
+def timed(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, label: str, batch: int, **how: Any) -> Run | None:
+    """One warm-up (untimed), then the timed run of all prompts; None if a compiled path fell back to eager.
+
+    A fallback would time the eager loop under the compiled path's name, and spend
+    minutes of GPU time doing it (it did once: an eager FlexAttention reference).
+    """
     from claimkit.lm.sample import sample
 
     kw = dict(max_new_tokens=new_tokens, temperature=1.0, top_p=1.0, seed=seed, batch_size=batch, progress=False, **how)
@@ -142,7 +150,10 @@ def timed(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, label
     # batch shape (rows, cache length) is compiled and captured before the timing starts.
     print(f"\n{label} batch {batch}: warm-up ...", flush=True)
     if how.get("compile"):
-        sample(loaded, list(prompts), **kw)
+        _, fallback = watching_for_fallback(lambda: sample(loaded, list(prompts), **kw))
+        if fallback:
+            print(f"{label} batch {batch}: not timed, the compiled step fell back to eager: {fallback}", flush=True)
+            return None
     else:
         sample(loaded, list(prompts[:batch]), **{**kw, "max_new_tokens": min(new_tokens, 8)})
     reset_peak_memory()
@@ -155,6 +166,20 @@ def timed(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, label
               len(generations), peak_memory_gib())  # fmt: skip
     print(f"{label} batch {batch}: {run.tokens_per_s:.0f} tok/s ({run.new_tokens} tokens, {seconds:.2f} s)", flush=True)
     return run
+
+
+def watching_for_fallback(call: Any) -> tuple[Any, str | None]:
+    """`call()`'s result, and the warning of a compiled path that fell back to eager during it, if one did."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    fallback = None
+    for w in caught:
+        if fallback is None and issubclass(w.category, RuntimeWarning) and "without compile" in str(w.message):
+            fallback = str(w.message)
+        else:  # everything else is shown as it would have been
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result, fallback
 
 
 def profile_run(loaded: Any, prompts: Sequence[str], new_tokens: int, seed: int, batch: int, *, compile: bool) -> None:
@@ -195,11 +220,13 @@ def greedy_check(loaded: Any, prompts: Sequence[str], new_tokens: int, *, compil
 
     kw = dict(max_new_tokens=new_tokens, temperature=0.0, top_p=1.0, seed=0, batch_size=len(prompts), progress=False)
     plain = sample(loaded, list(prompts), sampler="generate", **kw)
-    fast = sample(loaded, list(prompts), sampler="fast", compile=compile, **kw)
+    fast, fallback = watching_for_fallback(lambda: sample(loaded, list(prompts), sampler="fast", compile=compile, **kw))
     same = sum(a.token_ids == b.token_ids for a, b in zip(plain, fast))
     diverge = [first_difference(a.token_ids, b.token_ids) for a, b in zip(plain, fast) if a.token_ids != b.token_ids]
     where = f"; differing answers first differ at token {sorted(diverge)}" if diverge else ""
     label = "fast+compile" if compile else "fast"
+    if fallback:
+        label += " (fell back to eager: these are the eager loop's answers)"
     print(f"greedy equality, {label} vs generate: {same}/{len(prompts)} answers identical{where}", flush=True)
 
 

@@ -88,3 +88,22 @@ def test_the_suite_bench_says_whether_bytecode_is_cached(monkeypatch):
     assert "under PYTHONPYCACHEPREFIX=/tmp/p" in gpu_suite.bytecode_caching({"PYTHONPYCACHEPREFIX": "/tmp/p"})
     off = gpu_suite.bytecode_caching({"PYTHONDONTWRITEBYTECODE": "1"})
     assert off.startswith("not written") and "every worker" in off
+
+
+def test_the_sampling_bench_times_no_compiled_path_that_fell_back(monkeypatch, capsys):
+    """A fallback would be timed under the compiled path's name; the bench says so and leaves it out."""
+    import importlib
+    import warnings
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    gpu_sampling = importlib.import_module("gpu_sampling")
+
+    def falls_back(*args, **kwargs):
+        warnings.warn("sample_fast: the compiled decode step failed (X); redoing this batch without compile", RuntimeWarning)
+        warnings.warn("something else", UserWarning)
+        return []
+
+    monkeypatch.setattr(importlib.import_module("claimkit.lm.sample"), "sample", falls_back)
+    with pytest.warns(UserWarning, match="something else"):  # other warnings still show
+        run = gpu_sampling.timed(None, ["p"], 4, 0, "fast+compile", 1, sampler="fast", compile=True)
+    assert run is None and "not timed, the compiled step fell back to eager" in capsys.readouterr().out
