@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import gpu_common
+from claimkit.lm.device import CompileFallbackWarning
 from gpu_common import device_line, load_bench_model, peak_memory_gib, reset_peak_memory, synchronize
 
 
@@ -175,7 +176,7 @@ def watching_for_fallback(call: Any) -> tuple[Any, str | None]:
         result = call()
     fallback = None
     for w in caught:
-        if fallback is None and issubclass(w.category, RuntimeWarning) and "without compile" in str(w.message):
+        if fallback is None and issubclass(w.category, CompileFallbackWarning):
             fallback = str(w.message)
         else:  # everything else is shown as it would have been
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

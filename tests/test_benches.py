@@ -95,11 +95,13 @@ def test_the_sampling_bench_times_no_compiled_path_that_fell_back(monkeypatch, c
     import importlib
     import warnings
 
+    from claimkit.lm.device import warn_compile_failed
+
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     gpu_sampling = importlib.import_module("gpu_sampling")
 
     def falls_back(*args, **kwargs):
-        warnings.warn("sample_fast: the compiled decode step failed (X); redoing this batch without compile", RuntimeWarning)
+        warn_compile_failed("sample_fast: the compiled decode step", RuntimeError("X"), "redoing this batch")
         warnings.warn("something else", UserWarning)
         return []
 

@@ -77,12 +77,13 @@ CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
     """Inside the block torch must use deterministic kernels (its strict mode); outside, as before.
 
-    Two cold GPU runs of the same suite gave different samples from 4 of 16
-    fine-tuned arms, while sampling itself repeated bit for bit
-    (reports/gpu-20261201-reproducible). The likely cause is fine-tuning: the
-    memory-efficient attention backward splits long key ranges and adds their
-    gradients with atomics, in whatever order the threads finish. Only strict mode
-    makes it use one split; warn_only mode merely warns. Strict mode raises on any
+    The memory-efficient attention backward can split long key ranges and add their
+    gradients with atomics, in whatever order the threads finish; only strict mode
+    makes it use one split (warn_only mode merely warns). Two cold GPU suite runs
+    before this gave different samples from 4 of 16 fine-tuned arms
+    (reports/gpu-20261201-reproducible), but one of those arms later fine-tuned
+    identically with and without strict mode (reports/gpu-20261201-strict), so
+    what made those runs differ is not known. Strict mode raises on any
     operation that has no deterministic kernel; that error becomes a
     NotDeterministicError, so callers can go on without.
 
@@ -137,10 +138,14 @@ def friendly_errors(what: str) -> Iterator[None]:
         raise ModelLoadError(f"{what}: a package it needs is missing ({missing}): {_first_line(exc)}") from exc
 
 
+class CompileFallbackWarning(RuntimeWarning):
+    """A compiled path failed and the run went on eagerly: its results stand, its speed is the eager path's."""
+
+
 def warn_compile_failed(what: str, exc: BaseException, redo: str) -> None:
     """The warning of a compiled path that failed: the run goes on eagerly, nothing is lost."""
     warnings.warn(f"{what} failed ({type(exc).__name__}: {str(exc)[:300]}); {redo} without compile",
-                  RuntimeWarning, stacklevel=3)  # fmt: skip
+                  CompileFallbackWarning, stacklevel=3)  # fmt: skip
 
 
 def _first_line(exc: BaseException) -> str:
