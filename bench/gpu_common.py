@@ -8,10 +8,14 @@ a chat template (the test suite's), so a bench can be smoke-tested on a CPU.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 for where in (ROOT, ROOT / "src", ROOT / "tests"):
@@ -40,6 +44,45 @@ def load_bench_model(*, tiny: bool, device: str | None = None, dtype: str | None
         return load_model(hub_profile(where, str(model_dir), fmt="chat"), device=device or "cpu", dtype=torch_dtype)
     profile = load_profile("smollm2-135m", ROOT / "fixtures" / "profiles")
     return load_model(profile, device=device, dtype=torch_dtype)
+
+
+@contextlib.contextmanager
+def children_stopped_on_exit() -> Iterator[list[subprocess.Popen[Any]]]:
+    """A list to put child processes in; those still running when the block ends are stopped.
+
+    The block ends early on an error, on Ctrl-C, or when this process is sent
+    SIGTERM, as `timeout` and job runners do: without this a stopped bench leaves
+    its children running. An orphaned pytest kept sharing the GPU with the next
+    measurement once (reports/gpu-20261201-rerun). A child started with
+    `start_new_session=True` is stopped with its whole process group (pytest and its
+    xdist workers).
+    """
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    children: list[subprocess.Popen[Any]] = []
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield children
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for child in children:
+            stop_child(child)
+
+
+def stop_child(child: subprocess.Popen[Any], grace_s: float = 10.0) -> None:
+    """SIGTERM to a running child (its process group if it leads one), SIGKILL after `grace_s`."""
+    if child.poll() is not None:
+        return
+    own_group = os.getpgid(child.pid) == child.pid
+    send = (lambda sig: os.killpg(child.pid, sig)) if own_group else child.send_signal
+    send(signal.SIGTERM)
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        child.wait()
 
 
 def device_line() -> str:

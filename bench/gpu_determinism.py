@@ -194,8 +194,9 @@ def run_children(args: argparse.Namespace) -> list[list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         outs = [Path(tmp) / f"child{k}.json" for k in range(args.processes)]
         command = [sys.executable, str(Path(__file__).resolve()), "--prompts", str(args.prompts)] + (["--tiny"] if args.tiny else [])
-        children = [subprocess.Popen(command + ["--worker", str(out)]) for out in outs]
-        codes = [child.wait() for child in children]
+        with gpu_common.children_stopped_on_exit() as children:
+            children.extend(subprocess.Popen(command + ["--worker", str(out)]) for out in outs)
+            codes = [child.wait() for child in children]
         if any(codes):
             print(f"child processes exited {codes}; comparing those that wrote their texts")
         return [json.loads(out.read_text(encoding="utf-8")) for out in outs if out.is_file()]

@@ -25,12 +25,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from gpu_common import children_stopped_on_exit, stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,13 +89,14 @@ def run_suite(args: argparse.Namespace, label: str) -> float | None:
     env = {**os.environ, "CLAIMKIT_CACHE": str(args.cache), "TQDM_DISABLE": "1"}
     print(f"\n{label}: {' '.join(command)}  (output: {log})", flush=True)
     started = time.perf_counter()
-    with log.open("w") as out:
+    with log.open("w") as out, children_stopped_on_exit() as children:
+        # its own session: a stop reaches pytest's xdist workers too
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        children.append(process)
         try:
             rc = process.wait(timeout=args.timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait()
+            stop_child(process)
             print(f"{label}: stopped after {args.timeout:.0f} s without finishing; the last lines of its output:")
             print("\n".join(log.read_text(errors="replace").splitlines()[-5:]))
             return None

@@ -109,3 +109,29 @@ def test_the_sampling_bench_times_no_compiled_path_that_fell_back(monkeypatch, c
     with pytest.warns(UserWarning, match="something else"):  # other warnings still show
         run = gpu_sampling.timed(None, ["p"], 4, 0, "fast+compile", 1, sampler="fast", compile=True)
     assert run is None and "not timed, the compiled step fell back to eager" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+def test_a_bench_sent_sigterm_stops_its_children(tmp_path, own_session):
+    import os
+    import signal
+    import time
+
+    pids = tmp_path / "pids"
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import subprocess, sys, time
+sys.path.insert(0, {str(ROOT / "bench")!r})
+from gpu_common import children_stopped_on_exit
+with children_stopped_on_exit() as children:
+    children.append(subprocess.Popen(["sleep", "300"], start_new_session={own_session}))
+    open({str(pids)!r}, "w").write(str(children[0].pid))
+    children[0].wait()
+"""])  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (pids.is_file() and pids.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pids.read_text())
+    parent.send_signal(signal.SIGTERM)  # as `timeout` does: to the bench alone, not its children
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):  # stopped and reaped by the bench, not orphaned
+        os.kill(child, 0)
