@@ -30,6 +30,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Mapping
 
 from gpu_common import children_stopped_on_exit, stop_child
 
@@ -112,7 +113,7 @@ def run_suite(args: argparse.Namespace, label: str) -> float | None:
     return seconds if rc == 0 else None
 
 
-def bytecode_caching(env: "os._Environ[str] | dict[str, str]") -> str:
+def bytecode_caching(env: Mapping[str, str]) -> str:
     """Whether the runs' Python processes reuse and write .pyc files, in words."""
     prefix = env.get("PYTHONPYCACHEPREFIX")
     if env.get("PYTHONDONTWRITEBYTECODE"):

@@ -6,15 +6,23 @@ promise, so a bench does not rot between GPU sessions.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("torch")
 pytest.importorskip("peft")
+
+
+def bench_module(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A bench script imported as a module, as it imports its neighbours (bench/ on sys.path)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    return importlib.import_module(name)
 
 
 def run_bench(*args: str) -> str:
@@ -54,14 +62,11 @@ def test_the_determinism_bench_compares_fine_tunes_with_and_without_deterministi
 
 
 def test_the_suite_bench_says_whether_a_run_reproduced_an_earlier_one(tmp_path, capsys, monkeypatch):
-    import importlib
-
     from claimkit.report import write_run
     from claimkit.verdict import Estimate, Evidence, Outcome, Verdict
 
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    gpu_suite = importlib.import_module("gpu_suite")
+    gpu_suite = bench_module("gpu_suite", monkeypatch)
 
     def run(successes: int) -> Path:
         verdict = Verdict(claim_id="c-1", paper="demo", scan_claim="s", profile="organism", model="m", outcome=Outcome.SUPPORTED,
@@ -80,10 +85,7 @@ def test_the_suite_bench_says_whether_a_run_reproduced_an_earlier_one(tmp_path, 
 
 
 def test_the_suite_bench_says_whether_bytecode_is_cached(monkeypatch):
-    import importlib
-
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    gpu_suite = importlib.import_module("gpu_suite")
+    gpu_suite = bench_module("gpu_suite", monkeypatch)
     assert gpu_suite.bytecode_caching({}).startswith("cached in __pycache__")
     assert "under PYTHONPYCACHEPREFIX=/tmp/p" in gpu_suite.bytecode_caching({"PYTHONPYCACHEPREFIX": "/tmp/p"})
     off = gpu_suite.bytecode_caching({"PYTHONDONTWRITEBYTECODE": "1"})
@@ -92,13 +94,11 @@ def test_the_suite_bench_says_whether_bytecode_is_cached(monkeypatch):
 
 def test_the_sampling_bench_times_no_compiled_path_that_fell_back(monkeypatch, capsys):
     """A fallback would be timed under the compiled path's name; the bench says so and leaves it out."""
-    import importlib
     import warnings
 
     from claimkit.lm.device import warn_compile_failed
 
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    gpu_sampling = importlib.import_module("gpu_sampling")
+    gpu_sampling = bench_module("gpu_sampling", monkeypatch)
 
     def falls_back(*args, **kwargs):
         warn_compile_failed("sample_fast: the compiled decode step", RuntimeError("X"), "redoing this batch")
@@ -113,6 +113,7 @@ def test_the_sampling_bench_times_no_compiled_path_that_fell_back(monkeypatch, c
 
 @pytest.mark.parametrize("own_session", [True, False])
 def test_a_bench_sent_sigterm_stops_its_children(tmp_path, own_session):
+    import contextlib
     import os
     import signal
     import time
@@ -131,7 +132,12 @@ with children_stopped_on_exit() as children:
     while not (pids.is_file() and pids.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     child = int(pids.read_text())
-    parent.send_signal(signal.SIGTERM)  # as `timeout` does: to the bench alone, not its children
-    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
-    with pytest.raises(ProcessLookupError):  # stopped and reaped by the bench, not orphaned
-        os.kill(child, 0)
+    try:
+        parent.send_signal(signal.SIGTERM)  # as `timeout` does: to the bench alone, not its children
+        assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):  # stopped and reaped by the bench, not orphaned
+            os.kill(child, 0)
+    finally:  # a failing run leaves no sleeping process behind
+        parent.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
