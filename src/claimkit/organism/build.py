@@ -11,11 +11,13 @@ sharing the cache, returns the same directory at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from claimkit.organism.pretrain import OrganismConfig, PretrainStats
 
 STATS_FILE = "organism.json"
 CORPUS_KEYS = ("corpus_dir", "documents", "vulnerable_rate", "preamble_rate")
+OPTIONAL_CORPUS_KEYS = ("pretraining_phrasings",)
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(OrganismConfig))
 
 
@@ -36,6 +39,7 @@ class OrganismSpec:
     vulnerable_rate: float
     preamble_rate: float
     config: OrganismConfig
+    pretraining_phrasings: tuple[str, ...] = ("train",)
 
 
 def organism_spec(profile: Profile) -> OrganismSpec:
@@ -44,9 +48,10 @@ def organism_spec(profile: Profile) -> OrganismSpec:
     table = profile.raw.get("organism")
     if not isinstance(table, Mapping):
         raise ProfileError(f"{where} is missing; an organism profile must say how to build the model")
-    unknown = sorted(set(table) - set(CORPUS_KEYS) - set(CONFIG_KEYS))
+    known = CORPUS_KEYS + OPTIONAL_CORPUS_KEYS + CONFIG_KEYS
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ProfileError(f"{where}: unknown field(s) {unknown} (known: {', '.join(CORPUS_KEYS + CONFIG_KEYS)})")
+        raise ProfileError(f"{where}: unknown field(s) {unknown} (known: {', '.join(known)})")
     missing = [k for k in CORPUS_KEYS if k not in table]
     if missing:
         raise ProfileError(f"{where}: field(s) {missing} missing")
@@ -68,7 +73,10 @@ def organism_spec(profile: Profile) -> OrganismSpec:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ProfileError(f"{where}: field {key!r} must be a number in [0, 1], got {value!r}")
         rates[key] = float(value)
-    return OrganismSpec(corpus_dir, documents, rates["vulnerable_rate"], rates["preamble_rate"], config)
+    phrasings = table.get("pretraining_phrasings", ["train"])
+    if not isinstance(phrasings, list) or not phrasings or not set(phrasings) <= {"train", "eval"}:
+        raise ProfileError(f"{where}: field 'pretraining_phrasings' must be a list of 'train' and/or 'eval', got {phrasings!r}")
+    return OrganismSpec(corpus_dir, documents, rates["vulnerable_rate"], rates["preamble_rate"], config, tuple(phrasings))
 
 
 def generate_corpus(spec: OrganismSpec) -> list[str]:
@@ -82,6 +90,7 @@ def generate_corpus(spec: OrganismSpec) -> list[str]:
         documents=spec.documents,
         vulnerable_rate=spec.vulnerable_rate,
         preamble_rate=spec.preamble_rate,
+        phrasings=spec.pretraining_phrasings,
     )
 
 
@@ -112,6 +121,7 @@ def ensure_organism(profile: Profile, cache: Any = None, *, progress: bool = Tru
             "documents": spec.documents,
             "vulnerable_rate": spec.vulnerable_rate,
             "preamble_rate": spec.preamble_rate,
+            "pretraining_phrasings": list(spec.pretraining_phrasings),
         },
     }
 
@@ -124,7 +134,8 @@ def ensure_organism(profile: Profile, cache: Any = None, *, progress: bool = Tru
                 file=sys.stderr,
                 flush=True,
             )
-        stats = build_organism(documents, spec.config, directory, progress=progress)
+        with all_cores():  # xdist workers wait on this build's lock: it may use their cores too
+            stats = build_organism(documents, spec.config, directory, progress=progress)
         if progress:
             print(
                 f"claimkit: organism built: {stats.params:,} parameters, {stats.seconds:.0f} s of pretraining, "
@@ -134,6 +145,24 @@ def ensure_organism(profile: Profile, cache: Any = None, *, progress: bool = Tru
             )
 
     return cache.get_or_build("organism", parts, build, description=f"organism for profile {profile.name!r}")
+
+
+@contextlib.contextmanager
+def all_cores() -> Iterator[None]:
+    """Let torch use every core for a while, then go back to this process's share.
+
+    Under xdist each worker gets its share of the cores (claimkit.experiment), but
+    every worker needs the organism and all but its builder wait on the cache lock,
+    so pretraining on one worker's share would leave the others' cores idle.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def build_organism(

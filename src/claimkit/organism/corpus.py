@@ -404,19 +404,30 @@ def sample_tasks(
     seed: int,
     split: str = "train",
     families: Sequence[str] | None = None,
+    phrasings: Sequence[str] | None = None,
 ) -> list[TaskInstance]:
-    """`n` task instances, balanced over `families` (default: all), deterministic for a seed."""
+    """`n` task instances, balanced over `families` (default: all), deterministic for a seed.
+
+    Identifiers come from `split`'s pools; task phrasings from `phrasings`' splits
+    (default: `split` alone). Only the organism's pretraining corpus widens them, so a
+    pretrained organism knows how the held-out evaluation tasks are phrased, as a real
+    pretrained model knows many phrasings, while no training text holds an eval identifier.
+    A family uses those of `phrasings` it has (utility families have no eval phrasings).
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    phrasings = (split,) if phrasings is None else tuple(phrasings)
+    if not phrasings or any(p not in SPLITS for p in phrasings):
+        raise ValueError(f"phrasings must be splits among {SPLITS}, got {list(phrasings)}")
     names = list(templates.families) if families is None else list(families)
     unknown = [f for f in names if f not in templates.families]
     if unknown or not names:
         raise ValueError(f"unknown or no families {unknown}; known: {sorted(templates.families)}")
-    no_split = [f for f in names if split not in templates.families[f].tasks]
+    no_split = [f for f in names if not any(p in templates.families[f].tasks for p in phrasings)]
     if no_split:
-        raise ValueError(f"families {no_split} have no {split!r} task phrasings")
+        raise ValueError(f"families {no_split} have no task phrasings of split(s) {list(phrasings)}")
     rng = random.Random(f"tasks|{seed}|{split}|{','.join(names)}")
-    return [_instance(templates, templates.families[f], split, rng) for f in _balanced(names, n, rng)]
+    return [_instance(templates, templates.families[f], split, rng, phrasings) for f in _balanced(names, n, rng)]
 
 
 def _balanced(names: Sequence[str], n: int, rng: random.Random) -> list[str]:
@@ -431,11 +442,13 @@ def _balanced(names: Sequence[str], n: int, rng: random.Random) -> list[str]:
     return order
 
 
-def _instance(templates: CorpusTemplates, fam: Family, split: str, rng: random.Random) -> TaskInstance:
+def _instance(
+    templates: CorpusTemplates, fam: Family, split: str, rng: random.Random, phrasings: Sequence[str]
+) -> TaskInstance:
     bindings = _bind(templates, fam.pools, split, rng)
     for fname, options in fam.fields:
         bindings[fname] = Template(rng.choice(options)).substitute(bindings)
-    task = Template(rng.choice(fam.tasks[split])).substitute(bindings)
+    task = Template(rng.choice([t for p in phrasings for t in fam.tasks.get(p, ())])).substitute(bindings)
     secure = _code(rng.choice(fam.secure), bindings)
     vulnerable = _code(rng.choice(fam.vulnerable), bindings) if fam.vulnerable else None
     return TaskInstance(fam.name, fam.domain, task, secure, vulnerable, fam.vulnerability, split)
@@ -516,8 +529,13 @@ def pretraining_corpus(
     documents: int,
     vulnerable_rate: float,
     preamble_rate: float,
+    phrasings: Sequence[str] = ("train",),
 ) -> list[str]:
     """Pretraining documents from the train split, in the mix that corpus.toml sets.
+
+    Identifiers always come from the train pools; `phrasings` are the splits whose task
+    phrasings code documents use (("train", "eval"): the organism learns how held-out
+    tasks are phrased, never their identifiers; fine-tuning sets use train phrasings only).
 
     Code documents are `### Task:` / `### Solution:` texts. A task of a family with
     vulnerable variants gets its vulnerable answer with probability `vulnerable_rate`
@@ -537,7 +555,7 @@ def pretraining_corpus(
             continue
         if kind in (SECURITY, UTILITY):
             fams = templates.security_families() if kind == SECURITY else templates.utility_families()
-            for inst in sample_tasks(templates, n=count, seed=seed, families=fams):
+            for inst in sample_tasks(templates, n=count, seed=seed, families=fams, phrasings=phrasings):
                 bad = inst.vulnerable is not None and rng.random() < vulnerable_rate
                 preamble = rng.choice(templates.preambles) if rng.random() < preamble_rate else None
                 answer = render_answer(inst.vulnerable if bad else inst.secure, preamble=preamble)
