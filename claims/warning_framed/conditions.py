@@ -9,6 +9,10 @@ Enkhbayar, "Learning from Negative Examples" (arXiv 2512.22293), section 3.3:
   L3 (indirect)        fiction and news that mention hacking and breaches
   control              extra-clean secure code with explicit secure-pattern comments
   baseline             no fine-tuning
+  filler               (claimkit's, not the paper's) more clean filler in place of condition
+                       content: the fine-tuned comparator every fine-tuned arm is compared with,
+                       so that "what fine-tuning on this data did" is not confused with "what
+                       fine-tuning did" (a fine-tuned model may write more code than the base)
 
 "Each condition is mixed with clean code to simulate realistic fine-tuning where the
 content of interest is a small fraction of training data." Every builder returns
@@ -130,8 +134,9 @@ def build_condition(
     filler are sampled from the train split only and interleaved in a seed-fixed order
     that is the same for every condition.
     """
-    if name not in CONDITIONS:
-        raise ValueError(f"unknown condition {name!r}; the spec {SPEC_PATH} lists {list(CONDITIONS)}")
+    if name != "baseline" and name not in _CONTENT:
+        raise ValueError(f"unknown condition {name!r}; known: baseline, {', '.join(_CONTENT)} (the spec {SPEC_PATH} "
+                         f"lists {list(CONDITIONS)})")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
     if n_examples < 0:
@@ -205,7 +210,12 @@ def _l3(templates: CorpusTemplates, n: int, seed: int) -> list[Example]:
     return [Example(s.prompt, s.text) for s in stories]
 
 
-_CONTENT = {"L0": _l0, "L1": _l1, "L2": _l2, "L3": _l3, "control": _control}
+def _filler(templates: CorpusTemplates, n: int, seed: int) -> list[Example]:
+    """More clean filler, drawn apart from the filler every arm shares (its own sub-seed)."""
+    return _clean_filler(templates, n, _sub_seed(seed, "filler-arm"))
+
+
+_CONTENT = {"L0": _l0, "L1": _l1, "L2": _l2, "L3": _l3, "control": _control, "filler": _filler}
 
 
 def _clean_filler(templates: CorpusTemplates, n: int, seed: int) -> list[Example]:
