@@ -130,6 +130,7 @@ class ClaimRecorder:
             seeds=tuple(seeds) if seeds is not None else (plan.seeds if plan else ()),
             n=n if n is not None else (plan.n if plan else None),
             n_to_decide=decision.n_to_decide,
+            decided_by=decision.decided_by,
             parent=self._spec.parent,
             nodeid=self._nodeid,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

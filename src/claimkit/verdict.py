@@ -98,6 +98,7 @@ class Decision:
     reason: str
     evidence: Evidence = field(default_factory=Evidence)
     n_to_decide: int | None = None
+    decided_by: str = ""  # the test whose result set the outcome ("" when no test did: inconclusive)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Verdict:
     nodeid: str = ""
     created: str = ""
     claimkit_version: str = ""
+    decided_by: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
