@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_KINDS = {"adapter", "samples", "activations", "entropies", "losses"}
 EXAMPLES = tuple(Example(prompt=f"add {i} and 1", completion=f"print({i} + 1)") for i in range(2))
 TASKS = ["add 40 and 1", "add 41 and 1"]
-ORGANISM_PARTS = {"config": {"d_model": 64}, "corpus": {"sha256": "0" * 64}}
+BASE_PARTS = {"organism": {"config": {"d_model": 64}, "corpus": {"sha256": "0" * 64}},
+              "gguf-model": {"gguf_sha256": "0" * 64, "dtype": "torch.float32"}}  # fmt: skip
 PROFILE = """
 kind = "hub"
 format = "completion"
@@ -177,27 +178,32 @@ class RecordingCache(ArtifactCache):
         return path
 
 
-def organism_experiment(tmp_path: Path, cache: ArtifactCache) -> Experiment:
-    """An Experiment whose base model is an organism in `cache`, named by its entry as claimkit.lm.load names it."""
-    profile_file = tmp_path / "organism-profile.toml"
+def experiment_on(tmp_path: Path, cache: ArtifactCache, base: str) -> Experiment:
+    """An Experiment whose base model is read from `cache`, named as claimkit.lm.load names it.
+
+    base="organism": the organism's directory is its source; base="gguf-model": the source
+    is the GGUF file, and only the entry of its de-quantised copy says which code made it.
+    """
+    profile_file = tmp_path / "profile.toml"
     profile_file.write_text(PROFILE, encoding="utf-8")
-    organism = cache.path_for("organism", ORGANISM_PARTS)
     experiment = Experiment(parse_profile_file(profile_file), cache, progress=False)
+    entry = cache.path_for(base, BASE_PARTS[base])
+    name, source = (f"organism:{entry.name[:12]}", str(entry)) if base == "organism" else ("smol", "/models/smol.gguf")
     tokenizer = SimpleNamespace(bos_token="<s>", eos_token="</s>", pad_token="</s>")
     experiment._base = LoadedModel(
-        model=None, tokenizer=tokenizer, name=f"organism:{organism.name[:12]}", device="cpu", dtype="float32",
-        format="completion", profile=experiment.profile, source=str(organism),
+        model=None, tokenizer=tokenizer, name=name, device="cpu", dtype="float32", format="completion",
+        profile=experiment.profile, source=source, artifact=f"{base}/{entry.name}",
     )  # fmt: skip
     return experiment
 
 
-def build_arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: RecordingCache, source_root: Path) -> dict[str, str]:
+def build_arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: RecordingCache, source_root: Path,
+              base: str = "organism") -> dict[str, str]:  # fmt: skip
     """Build (or find) one fine-tuned arm's adapter and samples with the code in `source_root`; their entries."""
     monkeypatch.setattr(fingerprint, "SOURCE_ROOT", source_root)
     arm = Arm("L1", EXAMPLES, seed=0)
-    organism_experiment(tmp_path, cache).samples(arm, TASKS)
-    return {**cache.entries, "organism": cache.key("organism", **ORGANISM_PARTS),
-            "gguf-model": cache.key("gguf-model", gguf_sha256="0" * 64)}  # fmt: skip
+    experiment_on(tmp_path, cache, base).samples(arm, TASKS)
+    return {**cache.entries, **{kind: cache.key(kind, **parts) for kind, parts in BASE_PARTS.items()}}
 
 
 def test_an_edit_of_the_finetuning_loop_rebuilds_the_adapter_and_its_samples(tmp_path, monkeypatch):
@@ -218,6 +224,22 @@ def test_an_edit_of_the_organism_rebuilds_what_is_built_on_it_through_its_name(t
     edited = build_arm(tmp_path, monkeypatch, cache, source_copy(tmp_path, "after", {"organism/pretrain.py": "\n# a fix\n"}))
     assert edited["organism"] != first["organism"]
     assert edited["adapter"] != first["adapter"] and edited["samples"] != first["samples"]
+    assert (builders.finetunes, builders.samplings) == (2, 2)
+
+
+def test_a_gguf_upgrade_rebuilds_what_is_built_on_the_gguf_model_through_its_entry(
+    tmp_path, monkeypatch, fresh_fingerprints
+):
+    """The base is named by its GGUF file, which did not change: its de-quantised copy's entry carries the change."""
+    builders, cache = FakeBuilders(monkeypatch), RecordingCache(tmp_path / "cache")
+    root = source_copy(tmp_path, "code")
+    first = build_arm(tmp_path, monkeypatch, cache, root, base="gguf-model")
+    real = fingerprint._version
+    monkeypatch.setattr(fingerprint, "_version", lambda name: "99.0" if name == "gguf" else real(name))
+    fingerprint._fingerprint.cache_clear()
+    upgraded = build_arm(tmp_path, monkeypatch, cache, root, base="gguf-model")
+    assert upgraded["gguf-model"] != first["gguf-model"] and upgraded["organism"] == first["organism"]
+    assert upgraded["adapter"] != first["adapter"] and upgraded["samples"] != first["samples"]
     assert (builders.finetunes, builders.samplings) == (2, 2)
 
 
