@@ -294,7 +294,7 @@ def test_the_manifest_records_the_code_that_built_the_artifact(tmp_path):
 
 def test_every_kind_built_in_the_code_has_a_recipe_whose_modules_exist():
     built = set()
-    for file in [*(REPO / "src").rglob("*.py"), *(REPO / "claims").rglob("*.py")]:
+    for file in [path for folder in ("src", "claims", "bench") for path in (REPO / folder).rglob("*.py")]:
         built |= set(re.findall(r"""get_or_build\(\s*["']([^"']+)["']""", file.read_text(encoding="utf-8")))
     assert built and built <= set(RECIPES), f"kinds built without a recipe: {sorted(built - set(RECIPES))}"
     for kind, recipe in RECIPES.items():

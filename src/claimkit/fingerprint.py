@@ -24,11 +24,19 @@ What is not listed, and why:
   - claimkit.cache itself (how artifacts are stored, not what they hold);
   - libraries that only store bytes (safetensors, filelock) or show progress (tqdm).
 
-Source files are hashed as bytes, not as bytecode (whose caching Python may turn
-off, and whose bytes change with the interpreter): a comment counts as an edit.
-Versions are read with importlib.metadata, so nothing heavy is imported; each
-fingerprint is computed once per process. This module is imported at pytest
-start-up through claimkit.cache: it must not import torch.
+A kind missing from `RECIPES` is refused by the cache (`UnregisteredKind`), rather
+than keyed by, say, all of claimkit's source: a key that ignores the builder's code
+is the bug this module exists to remove, and a guess at it would miss code outside
+claimkit (a paper's own builder) while rebuilding on every unrelated edit.
+
+The unit is a module: an edit anywhere in a listed file rebuilds the kind, even
+where the builder never runs the edited function (lm/finetune.py holds both the
+training loop and load_finetuned, so an edit of the loop also rereads the base
+model's activations). Source files are hashed as bytes, not as bytecode (whose
+caching Python may turn off, and whose bytes change with the interpreter): a
+comment counts as an edit. Versions are read with importlib.metadata, so nothing
+heavy is imported; each fingerprint is computed once per process. This module is
+imported at pytest start-up through claimkit.cache: it must not import torch.
 """
 
 from __future__ import annotations
@@ -93,7 +101,8 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         distributions=_MODEL_LIBRARIES,
     ),
     # Experiment.samples and interventions' samples_with / caft_samples: the samplers, and the
-    # residual edits generations run under (an SAE clamp encodes with sae-lens).
+    # residual edits generations run under (an SAE clamp encodes with sae-lens; plain samples share
+    # the kind, so a sae-lens upgrade resamples them too).
     "samples": Recipe(
         modules=(
             *_RUN_A_MODEL, "claimkit.interventions", "claimkit.lm.activations", "claimkit.lm.fast_sample",
@@ -101,8 +110,9 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         ),
         distributions=(*_MODEL_LIBRARIES, "sae-lens"),
     ),
-    # readings.cached_residuals / cached_token_entropies read a base or fine-tuned model
-    # (their callers load it with Experiment.base / Experiment.model).
+    # readings.cached_residuals / cached_token_entropies read a base or fine-tuned model (their
+    # callers load it with Experiment.base / Experiment.model; a reader loaded by other code, a
+    # CAFT model say, would add that code here).
     "activations": Recipe(modules=(*_RUN_A_MODEL, "claimkit.lm.activations", "claimkit.readings"),
                           distributions=_MODEL_LIBRARIES),
     "entropies": Recipe(modules=(*_RUN_A_MODEL, "claimkit.lm.activations", "claimkit.readings"),
