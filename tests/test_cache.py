@@ -113,12 +113,12 @@ def test_killed_writer_leaves_nothing_that_is_read(tmp_path):
 
 def test_directory_without_manifest_is_rebuilt(tmp_path):
     cache = ArtifactCache(tmp_path)
-    stale = cache.path_for("gen", {"n": 3})
+    stale = cache.path_for("samples", {"n": 3})
     stale.mkdir(parents=True)
     (stale / "junk.txt").write_text("from a writer that never finished")
-    assert not cache.has("gen", {"n": 3})
+    assert not cache.has("samples", {"n": 3})
 
-    path = cache.get_or_build("gen", {"n": 3}, lambda out: (out / "gens.jsonl").write_text("{}"))
+    path = cache.get_or_build("samples", {"n": 3}, lambda out: (out / "gens.jsonl").write_text("{}"))
     assert path == stale
     assert sorted(p.name for p in path.iterdir()) == [MANIFEST, "gens.jsonl"]
 
@@ -131,11 +131,11 @@ def test_second_call_reuses_without_building(tmp_path):
         calls.append(1)
         (out / "x").write_text("1")
 
-    first = cache.get_or_build("k", {"a": 1}, build)
-    second = cache.get_or_build("k", {"a": 1}, build)
+    first = cache.get_or_build("losses", {"a": 1}, build)
+    second = cache.get_or_build("losses", {"a": 1}, build)
     assert first == second and calls == [1]
-    assert cache.has("k", {"a": 1})
-    assert cache.manifest("k", {"a": 1})["kind"] == "k"
+    assert cache.has("losses", {"a": 1})
+    assert cache.manifest("losses", {"a": 1})["kind"] == "losses"
 
 
 def test_failed_build_leaves_nothing_and_says_what(tmp_path):
@@ -164,24 +164,24 @@ def test_waiting_worker_says_so_once_and_gets_the_same_path(tmp_path, capsys):
 
     holder_result = []
     holder = threading.Thread(
-        target=lambda: holder_result.append(cache.get_or_build("gen", {"s": 0}, build, description="gens of L0"))
+        target=lambda: holder_result.append(cache.get_or_build("samples", {"s": 0}, build, description="gens of L0"))
     )
     holder.start()
     assert in_build.wait(10)
     threading.Timer(0.3, release.set).start()
-    waited = cache.get_or_build("gen", {"s": 0}, build, description="gens of L0")
+    waited = cache.get_or_build("samples", {"s": 0}, build, description="gens of L0")
     holder.join(10)
     assert holder_result == [waited] and len(builds) == 1
     assert capsys.readouterr().err.count("waiting for gens of L0 built by another worker") == 1
 
 
-def test_keys_depend_on_parts_and_kind_only(tmp_path):
+def test_keys_depend_on_kind_and_parts_not_on_where_the_cache_is(tmp_path):
     cache = ArtifactCache(tmp_path)
     assert cache.key("adapter", seed=0, condition="L1") == cache.key("adapter", condition="L1", seed=0)
     assert cache.key("adapter", seed=0) != cache.key("adapter", seed=1)
-    assert cache.key("adapter", seed=0) != cache.key("gens", seed=0)
-    assert cache.key("a", p={"x": [1, 2]}) != cache.key("a", p={"x": [2, 1]})
-    assert cache.key("a", p=Path("/x/y")) == cache.key("a", p="/x/y")
+    assert cache.key("adapter", seed=0) != cache.key("samples", seed=0)
+    assert cache.key("losses", p={"x": [1, 2]}) != cache.key("losses", p={"x": [2, 1]})
+    assert cache.key("losses", p=Path("/x/y")) == cache.key("losses", p="/x/y")
     assert ArtifactCache(tmp_path / "other").key("adapter", seed=0) == cache.key("adapter", seed=0)
     assert len(cache.key("adapter", seed=0)) == 64
     assert cache.path_for("adapter", {"seed": 0}) != cache.path_for("adapter", {"seed": 1})
@@ -199,9 +199,18 @@ def test_key_includes_claimkit_version(tmp_path, monkeypatch):
 def test_unkeyable_parts_and_bad_kinds_are_refused(tmp_path):
     cache = ArtifactCache(tmp_path)
     with pytest.raises(CacheError, match="cannot be part of a cache key"):
-        cache.key("a", model=object())
+        cache.key("losses", model=object())
     with pytest.raises(CacheError, match="kind"):
         cache.key("../escape", x=1)
+
+
+def test_a_kind_without_a_recipe_is_refused_with_what_to_do(tmp_path):
+    """Its key could not change when its code does: it must say which code builds it first."""
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(CacheError, match=r"'gens' is not registered in claimkit.fingerprint.RECIPES.*add it") as info:
+        cache.get_or_build("gens", {"n": 1}, lambda out: pytest.fail("built an unkeyed kind"))
+    assert "adapter" in str(info.value)  # the known kinds are named
+    assert not (tmp_path / "gens").exists()
 
 
 def test_default_cache_location(tmp_path, monkeypatch):

@@ -40,9 +40,13 @@ def test_a_warm_cache_runs_no_detector(tmp_path, monkeypatch):
         detect_targets(TEXTS + ["```python\neval(x)\n```"], cache=cache)  # other texts: other key
 
 
-def test_another_detector_version_is_another_key(tmp_path, monkeypatch):
-    cache = ArtifactCache(tmp_path)
+def test_a_changed_detector_is_another_key(tmp_path, monkeypatch):
+    """The cache keys detections by claimkit.detect's source (claimkit.fingerprint): an edit is a new entry."""
+    from claimkit import fingerprint
+    from test_fingerprint import source_copy
+
+    cache = ArtifactCache(tmp_path / "cache")
     detect_targets(TEXTS, cache=cache)
-    monkeypatch.setattr(detections, "detector_fingerprint", lambda: "a-changed-detector")
+    monkeypatch.setattr(fingerprint, "SOURCE_ROOT", source_copy(tmp_path, "edited", {"detect.py": "\n# a new check\n"}))
     detect_targets(TEXTS, cache=cache)
-    assert len(list((tmp_path / "detections").iterdir())) == 2
+    assert len(list((tmp_path / "cache" / "detections").iterdir())) == 2

@@ -193,7 +193,7 @@ def no_weights(*args, **kwargs):
 def same_description(info: ModelInfo, loaded: LoadedModel) -> None:
     """Everything a cache key or a rendered prompt takes from a model agrees with the loaded one."""
     assert not isinstance(info, LoadedModel) and not hasattr(info, "model")
-    for attribute in ("name", "source", "device", "dtype", "format", "role", "profile"):
+    for attribute in ("name", "source", "artifact", "device", "dtype", "format", "role", "profile"):
         assert getattr(info, attribute) == getattr(loaded, attribute), attribute
     for special in ("bos_token", "eos_token", "pad_token", "pad_token_id", "chat_template"):
         assert getattr(info.tokenizer, special) == getattr(loaded.tokenizer, special), special
@@ -243,6 +243,7 @@ def test_organism_profile_loads_what_ensure_organism_built(tmp_path, model_dirs,
     assert calls == [("organism", cache)]
     assert loaded.name == f"organism:{model_dirs[0].name[:12]}" and loaded.format == "completion"
     assert load_model(profile, role="mechanism", cache=cache, device="cpu").source == str(model_dirs[0])
+    assert loaded.artifact == f"{model_dirs[0].parent.name}/{model_dirs[0].name}"  # the entry the cache built
     same_description(describe_model(profile, cache=cache, device="cpu"), loaded)
 
 
@@ -405,8 +406,11 @@ def test_a_gguf_file_is_dequantised_once_into_the_cache(tmp_path, model_dirs, mo
     monkeypatch.setattr(load_module, "read_gguf", no_gguf_reading)
     again = load_model(profile, device="cpu", cache=cache)  # from the cache only
     ids = torch.tensor([direct.tokenizer("### Task:\nRead a file.\n### Solution:\n")["input_ids"]])
+    converted = next((tmp_path / "cache" / "gguf-model").iterdir())
+    assert direct.artifact == ""  # read from the file itself: named by its path
     for loaded in (first, again):
         assert (loaded.name, loaded.source, loaded.format) == (direct.name, str(gguf_file), "chat")
+        assert loaded.artifact == f"gguf-model/{converted.name}"  # what keys of artifacts built on it name
         assert (loaded.tokenizer.bos_token, loaded.tokenizer.eos_token, loaded.tokenizer.pad_token) == (
             direct.tokenizer.bos_token, direct.tokenizer.eos_token, direct.tokenizer.pad_token)  # fmt: skip
         assert loaded.tokenizer.chat_template == direct.tokenizer.chat_template

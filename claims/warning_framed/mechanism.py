@@ -424,9 +424,11 @@ def build_feature_study(
     if source.get("source") == "train" and "threads" not in source and device == "cpu":
         source["threads"] = 1  # small SAEs train fastest on one thread (claimkit.sae.train_sae)
     training = [g.on(contexts.selection) for g in contexts.every.values()]
+    # The reader as its residuals are keyed (read_outputs): its name alone would not change when
+    # the model behind it is rebuilt (a GGUF profile's name is its file's), and the SAE trains on them.
     key = {
-        "purpose": "warning-framed mechanism contexts", "reader": contexts.reader_name, "layer": contexts.layer,
-        "texts": _texts_hash(training), "seed": contexts.seed,
+        "purpose": "warning-framed mechanism contexts", "reader": contexts.reading.model_parts(None),
+        "layer": contexts.layer, "texts": _texts_hash(training), "seed": contexts.seed,
     }  # fmt: skip
     loaded = sae_for(source, lambda: [r for g in training for r in g.residuals], key=key,
                      cache=contexts.experiment.cache, seed=contexts.seed, device=device)

@@ -1,13 +1,19 @@
 """Content-addressed artifact cache shared by every process of a run.
 
 Fine-tuned adapters, generations and activations are expensive and are a pure
-function of their inputs, so each lives in a directory named by the hash of
-those inputs (plus the claimkit version). A rerun finds them again; pytest-xdist
-workers that need the same artifact wait on a file lock for the one that builds
-it. A directory only ever appears complete: the builder writes into a temporary
-directory inside the cache root, writes the `_complete.json` manifest last, and
-renames the whole directory into place. A directory without the manifest (left
-by a killed writer or an older layout) is ignored and rebuilt.
+function of their inputs and of the code that builds them, so each lives in a
+directory named by the hash of both: the inputs its caller gives (with the
+cache entry of any artifact it was built from), and the fingerprint of its
+kind's code (`claimkit.fingerprint`: the source of the modules that build it
+and the versions of the libraries that compute it), plus the claimkit version.
+A rerun of unchanged code finds them again; after an edit, what that code builds
+is rebuilt, and what was built from it. pytest-xdist workers that need the same
+artifact wait on a file lock for the one that builds it. A directory only ever
+appears complete: the builder writes into a temporary directory inside the
+cache root, writes the `_complete.json` manifest (which records the code
+fingerprint, so a person can see what built it) last, and renames the whole
+directory into place. A directory without the manifest (left by a killed writer
+or an older layout) is ignored and rebuilt.
 
 This module is imported at pytest start-up: it must not import torch.
 """
@@ -27,6 +33,8 @@ from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping
 
 import filelock
+
+from claimkit.fingerprint import CodeFingerprint, UnregisteredKind, code_fingerprint
 
 MANIFEST = "_complete.json"
 _TMP = ".tmp"
@@ -49,9 +57,13 @@ class ArtifactCache:
     # -- keys and paths -----------------------------------------------------
 
     def key(self, kind: str, **parts: Any) -> str:
-        """sha256 (hex) of the canonical JSON of kind, parts and the claimkit version."""
+        """sha256 (hex) of the canonical JSON of kind, parts, the kind's code fingerprint and the claimkit version.
+
+        `kind` must be registered in `claimkit.fingerprint.RECIPES`: a kind whose code
+        is unknown would keep its artifacts across any edit of that code.
+        """
         _check_kind(kind)
-        payload = {"kind": kind, "parts": parts, "claimkit": _claimkit_version()}
+        payload = {"kind": kind, "parts": parts, "code": _code(kind).digest, "claimkit": _claimkit_version()}
         try:
             text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
         except (TypeError, ValueError) as exc:
@@ -67,7 +79,7 @@ class ArtifactCache:
         return (self.path_for(kind, parts) / MANIFEST).is_file()
 
     def manifest(self, kind: str, parts: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The manifest of a complete artifact (parts, created, build seconds), else None."""
+        """The manifest of a complete artifact (parts, code fingerprint, created, build seconds), else None."""
         file = self.path_for(kind, parts) / MANIFEST
         try:
             return json.loads(file.read_text(encoding="utf-8"))
@@ -126,6 +138,7 @@ class ArtifactCache:
                 "key": final.name,
                 "description": what,
                 "parts": json.loads(json.dumps(dict(parts), default=_jsonable)),
+                "code": _code(kind).as_dict(),  # what built it: module source hashes, library versions
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "build_seconds": round(time.perf_counter() - started, 3),
                 "claimkit_version": _claimkit_version(),
@@ -164,6 +177,13 @@ def _claimkit_version() -> str:
     from claimkit import __version__
 
     return __version__
+
+
+def _code(kind: str) -> CodeFingerprint:
+    try:
+        return code_fingerprint(kind)
+    except UnregisteredKind as exc:
+        raise CacheError(str(exc)) from None
 
 
 def _check_kind(kind: str) -> None:

@@ -4,18 +4,17 @@ A claim suite runs the detector (bandit plus claimkit's checks) on every output
 of every model it samples, often several times per run (claims share outputs),
 and again on every rerun: on a warm cache it was the largest part of a rerun.
 The detections of a list of texts depend only on the texts and on the detector,
-so they are stored under exactly that key: a hash of the texts, and the
-detector's fingerprint (claimkit.detect's source and bandit's version). Within
-one process each text is detected, and each stored list read, once.
+so they are stored under exactly that key: a hash of the texts, to which the
+cache adds the detector's code (claimkit.detect's source and bandit's version:
+`claimkit.fingerprint.RECIPES["detections"]`). Within one process each text is
+detected, and each stored list read, once.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,20 +36,9 @@ def detect_targets(texts: Sequence[str], *, cache: ArtifactCache | None = None) 
         rows = [asdict(_detect_once(text)) for text in texts]
         (out / DETECTIONS_FILE).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
 
-    parts = {"texts": tasks_hash(texts), "n": len(texts), "detector": detector_fingerprint()}
+    parts = {"texts": tasks_hash(texts), "n": len(texts)}  # the cache adds the detector's code
     where = cache.get_or_build("detections", parts, build, description=f"detections of {len(texts)} generations")
     return list(_read(where / DETECTIONS_FILE))
-
-
-@functools.cache
-def detector_fingerprint() -> str:
-    """Changes whenever the detector could: claimkit.detect's source, bandit's version."""
-    source = Path(detect.__file__).read_bytes()
-    try:
-        bandit = metadata.version("bandit")
-    except metadata.PackageNotFoundError:
-        bandit = "absent"
-    return hashlib.sha256(source + b"\x00bandit " + bandit.encode()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=16384)

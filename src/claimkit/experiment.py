@@ -110,12 +110,14 @@ class Experiment:
 
         The special tokens are part of it because fine-tuning ends each answer with
         eos: a loader that reads them differently (transformers 5.17 on GGUF files)
-        must not reuse adapters trained with other ones.
+        must not reuse adapters trained with other ones. A base model read from the
+        cache (the organism, a de-quantised GGUF) is named by its cache entry, whose
+        key holds the code that built it: rebuilt, it rebuilds everything on it.
         """
         info = self.info
         special = {name: getattr(info.tokenizer, f"{name}_token", None) for name in ("bos", "eos", "pad")}
         return {"profile": self.profile.name, "role": self.role, "model": info.name, "source": info.source,
-                "special_tokens": special}
+                "artifact": info.artifact, "special_tokens": special}
 
     def model_parts(self, adapter: Path | None) -> dict[str, Any]:
         """What names a model in cache keys: the base's parts and the cache entry of its fine-tuning (None: the base).

@@ -43,6 +43,10 @@ class ModelInfo:
     profile: Profile | None
     role: str = "behaviour"
     source: str = ""  # where the weights were read from (path or hub id)
+    # The cache entry ("organism/<key>", "gguf-model/<key>") holding the weights, "" when they are not
+    # in the cache (a hub id, an uncached GGUF file): what names the base in keys of what is built on it,
+    # so a rebuilt base (its code or its file changed) rebuilds those too.
+    artifact: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,16 +95,16 @@ def _open(profile: Profile, role: str, cache: Any, device: str | None, dtype: An
     what = f"loading the {role} model of profile {profile.name!r}"
     with friendly_errors(what):
         if profile.kind == "organism":
-            name, where, model, tokenizer = _load_organism(profile, cache, device, dtype, weights)
+            name, where, artifact, model, tokenizer = _load_organism(profile, cache, device, dtype, weights)
         elif profile.kind == "gguf":
-            name, where, model, tokenizer = _load_gguf(profile, role, source, device, dtype, cache, weights)
+            name, where, artifact, model, tokenizer = _load_gguf(profile, role, source, device, dtype, cache, weights)
         elif profile.kind == "hub":
-            name, where, model, tokenizer = _load_hub(profile, role, source, device, dtype, weights)
+            name, where, artifact, model, tokenizer = _load_hub(profile, role, source, device, dtype, weights)
         else:  # profiles.py validates kinds; this guards hand-made Profile objects
             raise ModelLoadError(f"profile {profile.name!r}: unknown kind {profile.kind!r}")
     _ensure_pad_token(tokenizer)
     info = dict(tokenizer=tokenizer, name=name, device=device, dtype=dtype, format=profile.format_for(role),
-                profile=profile, role=role, source=where)  # fmt: skip
+                profile=profile, role=role, source=where, artifact=artifact)  # fmt: skip
     if model is None:
         return ModelInfo(**info)
     model.eval()
@@ -115,7 +119,7 @@ def _open(profile: Profile, role: str, cache: Any, device: str | None, dtype: An
 # -- the three kinds ------------------------------------------------------------
 
 
-def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any, weights: bool) -> tuple[str, str, Any, Any]:
+def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any, weights: bool) -> tuple[str, str, str, Any, Any]:
     try:
         from claimkit.organism.build import ensure_organism
     except ImportError as exc:
@@ -129,7 +133,7 @@ def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any, weight
         cache = default_cache()
     model_dir = Path(ensure_organism(profile, cache))
     model, tokenizer = _from_pretrained(str(model_dir), device, dtype, weights, what=f"the organism built at {model_dir}")
-    return f"organism:{model_dir.name[:12]}", str(model_dir), model, tokenizer
+    return f"organism:{model_dir.name[:12]}", str(model_dir), _entry(model_dir), model, tokenizer
 
 
 def locate_gguf(profile: Profile, role: str = "behaviour") -> Path:
@@ -167,20 +171,20 @@ def locate_gguf(profile: Profile, role: str = "behaviour") -> Path:
 
 def _load_gguf(
     profile: Profile, role: str, source: Any, device: str, dtype: Any, cache: Any, weights: bool
-) -> tuple[str, str, Any, Any]:
+) -> tuple[str, str, str, Any, Any]:
     path = locate_gguf(profile, role)
     # Named by the file the profile declares, not the path it was read from: $ENV may point at
     # any copy of it ("smol.gguf"), and reports compare verdicts across runs by model name.
     name = Path(source["file"]).stem
     if cache is None:
         if not weights:
-            return name, str(path), None, read_gguf_tokenizer(path)
+            return name, str(path), "", None, read_gguf_tokenizer(path)
         model, tokenizer = read_gguf(path, dtype)
-        return name, str(path), model.to(device), tokenizer
+        return name, str(path), "", model.to(device), tokenizer
     converted = dequantised_gguf(path, dtype, cache)
     model, tokenizer = _from_pretrained(str(converted), device, dtype, weights,
                                         what=f"the GGUF file {path} as converted at {converted}")  # fmt: skip
-    return name, str(path), model, tokenizer
+    return name, str(path), _entry(converted), model, tokenizer
 
 
 def read_gguf(path: Path, dtype: Any) -> tuple[Any, Any]:
@@ -213,11 +217,10 @@ def dequantised_gguf(path: Path, dtype: Any, cache: Any) -> Path:
 
     De-quantising and converting the tokenizer take each process many seconds (every
     xdist worker, every rerun); loading the saved result takes well under one. Keyed by
-    the file's content, so any copy of it is the same artifact, and by the transformers
-    release that did the conversion (5.17 read the special tokens wrong, for one).
+    the file's content, so any copy of it is the same artifact; the cache adds the code
+    that converts it, the transformers and gguf releases among it (transformers 5.17 read
+    the special tokens wrong, for one): claimkit.fingerprint.RECIPES["gguf-model"].
     """
-    import transformers
-
     from claimkit.cache import file_sha256
 
     def build(out: Path) -> None:
@@ -230,7 +233,7 @@ def dequantised_gguf(path: Path, dtype: Any, cache: Any) -> Path:
         model.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
 
-    parts = {"gguf_sha256": file_sha256(path), "dtype": str(dtype), "transformers": transformers.__version__}
+    parts = {"gguf_sha256": file_sha256(path), "dtype": str(dtype)}
     return cache.get_or_build("gguf-model", parts, build, description=f"{path.name} de-quantised to {dtype}")
 
 
@@ -261,7 +264,7 @@ def restore_gguf_special_tokens(tokenizer: Any, ids: dict[str, int]) -> None:
             setattr(tokenizer, f"{name}_token", token)
 
 
-def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any, weights: bool) -> tuple[str, str, Any, Any]:
+def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any, weights: bool) -> tuple[str, str, str, Any, Any]:
     model_id, env = source["id"], source.get("env")
     if env and os.environ.get(env):
         local = Path(os.environ[env]).expanduser()
@@ -285,7 +288,7 @@ def _load_hub(profile: Profile, role: str, source: Any, device: str, dtype: Any,
             f"Download it first (`huggingface-cli download {model_id}`; gated models need their licence accepted "
             f"and `huggingface-cli login`), {hint}or unset HF_HUB_OFFLINE if it is set and the hub is reachable."
         ) from exc
-    return name, where, model, tokenizer
+    return name, where, "", model, tokenizer  # not in the cache: named by its id or path
 
 
 # -- shared ---------------------------------------------------------------------
@@ -304,6 +307,11 @@ def _from_pretrained(where: str, device: str, dtype: Any, weights: bool, *, what
     placement = {"device_map": device} if device.startswith("cuda") else {}
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **placement, **kwargs)
     return (model if placement else model.to(device)), tokenizer
+
+
+def _entry(directory: Path) -> str:
+    """A cache artifact's entry name, "<kind>/<key>", from its directory."""
+    return f"{directory.parent.name}/{directory.name}"
 
 
 def _ensure_pad_token(tokenizer: Any) -> None:

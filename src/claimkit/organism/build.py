@@ -5,8 +5,10 @@ the result is a directory that `AutoModelForCausalLM.from_pretrained` and
 `AutoTokenizer.from_pretrained` read, plus `organism.json` with what the build cost
 and reached. The cache key is the training config and a hash of the generated
 corpus text (so a change to the templates or to the generator rebuilds it); the
-cache adds the claimkit version. A second call, in this process or any other
-sharing the cache, returns the same directory at once.
+cache adds the code that trains it (`claimkit.fingerprint.RECIPES["organism"]`:
+this module, pretraining, the tokenizer, and the libraries they run). A second
+call, in this process or any other sharing the cache, returns the same directory
+at once.
 """
 
 from __future__ import annotations
