@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from claimkit.toml_file import read_toml
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCHEMAS = (1, 2)  # 1: rules as keyword tables (kept readable); 2: rules as declared parts (claimkit.rules.declared)
 
 
 class SpecError(ValueError):
@@ -41,6 +42,7 @@ class ClaimSpec:
     paper_values: Mapping[str, Any]
     rule: Mapping[str, Any]
     profiles: Mapping[str, SamplePlan]
+    requires: tuple[str, ...] = ()  # manipulation checks that must pass before this claim is tested
 
     def plan(self, profile: str) -> SamplePlan:
         """The sample plan for `profile`; sub-claims inherit their parent's plan."""
@@ -54,6 +56,24 @@ class ClaimSpec:
 
 
 @dataclass(frozen=True)
+class CheckSpec:
+    """A manipulation check: a positive control of a claim's preconditions (did the training take?).
+
+    `settings` hold the check's numbers (per profile in `profiles`); which code measures
+    it is the paper's (claims/<paper>/), what it requires is here, fixed before runs.
+    """
+
+    id: str
+    title: str
+    settings: Mapping[str, Any]
+    profiles: Mapping[str, Mapping[str, Any]]
+
+    def for_profile(self, profile: str) -> dict[str, Any]:
+        """The check's settings with the profile's overrides."""
+        return {**self.settings, **self.profiles.get(profile, {})}
+
+
+@dataclass(frozen=True)
 class PaperSpec:
     path: Path
     paper: str
@@ -63,6 +83,9 @@ class PaperSpec:
     experiment: Mapping[str, Any]
     claims: Mapping[str, ClaimSpec]
     hash: str
+    schema: int = 1
+    checks: Mapping[str, CheckSpec] = field(default_factory=dict)
+    calibration: Mapping[str, Any] = field(default_factory=dict)
 
     def experiment_for(self, profile: str) -> dict[str, Any]:
         """Experiment settings with the profile's overrides applied."""
@@ -116,8 +139,8 @@ def find_claim(specs: Mapping[str, PaperSpec], claim_id: str) -> tuple[PaperSpec
 def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
     where = str(path)
     schema = data.get("schema")
-    if schema != SCHEMA_VERSION:
-        raise SpecError(f"{where}: field 'schema' must be {SCHEMA_VERSION}, got {schema!r}")
+    if schema not in SCHEMAS:
+        raise SpecError(f"{where}: field 'schema' must be one of {list(SCHEMAS)}, got {schema!r}")
     paper = _require(data, "paper", str, where)
     title = _require(data, "title", str, where)
     arxiv_id = _optional(data, "arxiv_id", str, where)
@@ -127,8 +150,14 @@ def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
     if not raw_claims:
         raise SpecError(f"{where}: field 'claims' is empty")
 
-    claims = {cid: _parse_claim(where, paper, cid, raw) for cid, raw in raw_claims.items()}
+    claims = {cid: _parse_claim(where, paper, cid, raw, schema) for cid, raw in raw_claims.items()}
     claims = _inherit_plans(where, claims)
+    checks = _parse_checks(where, _optional(data, "checks", dict, where) or {})
+    for claim in claims.values():
+        unknown = [c for c in claim.requires if c not in checks]
+        if unknown:
+            raise SpecError(f"{where}: claim {claim.id!r}: field 'requires' names unknown check(s) {unknown} "
+                            f"(checks: {sorted(checks)})")
     scan = (path.parent / scan_rel).resolve() if scan_rel else None
     return PaperSpec(
         path=path,
@@ -139,10 +168,25 @@ def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
         experiment=experiment,
         claims=claims,
         hash=spec_hash(data),
+        schema=schema,
+        checks=checks,
+        calibration=_optional(data, "calibration", dict, where) or {},
     )
 
 
-def _parse_claim(file: str, paper: str, cid: str, raw: Any) -> ClaimSpec:
+def _parse_checks(file: str, raw: Mapping[str, Any]) -> dict[str, CheckSpec]:
+    checks = {}
+    for cid, table in raw.items():
+        where = f"{file}: check {cid!r}"
+        if not isinstance(table, dict):
+            raise SpecError(f"{where}: must be a table")
+        profiles = _optional(table, "profiles", dict, where) or {}
+        settings = {k: v for k, v in table.items() if k not in ("title", "profiles")}
+        checks[cid] = CheckSpec(cid, _require(table, "title", str, where), settings, profiles)
+    return checks
+
+
+def _parse_claim(file: str, paper: str, cid: str, raw: Any, schema: int = 1) -> ClaimSpec:
     where = f"{file}: claim {cid!r}"
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: must be a table, got {type(raw).__name__}")
@@ -155,12 +199,22 @@ def _parse_claim(file: str, paper: str, cid: str, raw: Any) -> ClaimSpec:
     alpha = rule.get("alpha")
     if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise SpecError(f"{where}: field 'rule.alpha' must be a number in (0, 1), got {alpha!r}")
+    if schema >= 2:
+        from claimkit.rules.declared import RuleError, check_parts
+
+        try:
+            check_parts(rule, where)
+        except RuleError as exc:
+            raise SpecError(str(exc)) from None
     for key in ("equivalence_margin", "threshold", "min_confidence", "min_accuracy", "caft_max_rate"):
         value = rule.get(key)
         if value is not None and (not isinstance(value, (int, float)) or not 0 <= value <= 1):
             raise SpecError(f"{where}: field 'rule.{key}' must be a number in [0, 1], got {value!r}")
     profiles_raw = _optional(raw, "profiles", dict, where) or {}
     profiles = {name: _parse_plan(f"{where}: profile {name!r}", plan) for name, plan in profiles_raw.items()}
+    requires = _optional(raw, "requires", list, where) or []
+    if not all(isinstance(c, str) for c in requires):
+        raise SpecError(f"{where}: field 'requires' must be a list of check ids, got {requires!r}")
     return ClaimSpec(
         id=cid,
         title=_require(raw, "title", str, where),
@@ -170,6 +224,7 @@ def _parse_claim(file: str, paper: str, cid: str, raw: Any) -> ClaimSpec:
         paper_values=paper_values,
         rule=rule,
         profiles=profiles,
+        requires=tuple(requires),
     )
 
 

@@ -1,0 +1,364 @@
+"""Every rule's error rates, simulated at its profile's seeds and sample size before any verdict is seen.
+
+A rule earns trust by its error rates: the chance it supports a false claim, refutes
+a true one, and supports a claim that is true at the paper's effect (its power). This
+module simulates them for every declared part of every claim of a spec (version 2),
+at each profile's n and seeds, from data drawn under known truths with seed and prompt
+variance (the shapes' own simulators: `share.simulate_arms`, `level.simulate_level`,
+`groups.simulate_groups`), and decides each draw with the very function the claim
+test uses (`declared.part_of`).
+
+Truths, per part:
+  paper     the claim true at the paper's effect             -> power = P(supported), and P(refuted)
+  boundary  the claim just false: the region's edge           -> false support = P(supported)
+            (for a conjunction, a part at its edge is the worst case: intersection-union)
+  false     clearly false (optional)                          -> P(refuted), what refutation can reach
+
+A claim's row: false support is the largest of its parts' (each tested at alpha);
+false refutation is the sum of its parts' refutation rates at the paper's effect and
+at the edge, each tested at alpha / parts (Bonferroni); power is the product of its
+parts' powers (parts that share arms are positively correlated, so this is a lower
+estimate). Variance levels are a grid in the spec (`[calibration.profiles.<p>]`):
+the error bounds must hold at every point of it; power is reported at the point the
+spec calls expected (measured on earlier runs where there were any).
+
+`claimkit calibrate SPEC` writes the table (`<spec>.calibration.json` beside the
+spec, committed), the HTML report shows it, and tests/test_calibration.py fails when a
+bound is broken.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+from claimkit.rules import declared, share
+from claimkit.rules.groups import simulate_groups
+from claimkit.rules.level import simulate_level
+from claimkit.spec import PaperSpec, load_spec
+
+FILE_SUFFIX = ".calibration.json"
+DEFAULT_BOUNDS = {"false_support": 0.05, "false_refute": 0.05, "power": 0.8}
+
+
+class CalibrationError(ValueError):
+    """A spec's calibration settings are missing or malformed; the message says where."""
+
+
+@dataclass(frozen=True)
+class Rates:
+    """How often a simulated rule said each outcome, out of `reps` draws."""
+
+    supported: float
+    refuted: float
+    reps: int
+
+    @property
+    def mc_se(self) -> float:
+        """Monte Carlo standard error of a rate near 0.05 (the bound that matters)."""
+        return math.sqrt(0.05 * 0.95 / self.reps)
+
+
+@dataclass(frozen=True)
+class PartCalibration:
+    claim: str
+    part: str
+    profile: str
+    truth: str  # paper | boundary | boundary-high | false
+    theta: float
+    levels: Mapping[str, float]
+    rates: Rates
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One claim on one profile: the table's row."""
+
+    claim: str
+    profile: str
+    n: int
+    seeds: int
+    parts: int
+    false_support: float  # worst over the variance grid
+    false_refute: float  # worst over the variance grid
+    power: float  # at the expected variance levels
+    power_required: bool
+    within_bounds: bool
+    problems: tuple[str, ...] = ()
+    details: tuple[PartCalibration, ...] = field(default=(), repr=False)
+
+
+# ---------------------------------------------------------------------------
+# simulating one part
+# ---------------------------------------------------------------------------
+
+
+def part_truths(part: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The truths a part is simulated at (module docstring), as (name, value of the part's parameter)."""
+    cal = part.get("calibration") or {}
+    shape = part["shape"]
+    if "paper" not in cal:
+        raise CalibrationError(f"part {part['name']!r}: its calibration needs 'paper' (the value at the paper's effect)")
+    truths = [("paper", float(cal["paper"]))]
+    if shape in ("share", "group_ratio"):
+        region = share.Region.from_rule(part["region"])
+        if region.low is not None:
+            truths.append(("boundary", region.low))
+        if region.high is not None:
+            truths.append(("boundary-high" if region.low is not None else "boundary", region.high))
+    elif shape in ("level", "group_mean", "auroc"):
+        truths.append(("boundary", float(part["threshold"])))
+    elif shape == "ordering":
+        truths.append(("boundary", 0.0))  # one strict step flat
+    if "false" in cal:
+        truths.append(("false", float(cal["false"])))
+    return truths
+
+
+def simulate_part(
+    part: Mapping[str, Any], truth: str, theta: float, *, n: int, seeds: int, levels: Mapping[str, Any],
+    alpha: float, refute_alpha: float, reps: int, seed: int,
+) -> Rates:
+    """Draw `reps` datasets under the truth, decide each with `declared.part_of`, count the outcomes."""
+    rng = np.random.default_rng(seed)
+    draw = _drawer(part, truth, theta, n=n, seeds=seeds, levels=levels)
+    supported = refuted = 0
+    for _ in range(reps):
+        result = declared.part_of(part, draw(rng), alpha=alpha, interval=False)
+        supported += result.support_p < alpha
+        refuted += result.refute_p < refute_alpha
+    return Rates(supported / reps, refuted / reps, reps)
+
+
+def _drawer(part: Mapping[str, Any], truth: str, theta: float, *, n: int, seeds: int,
+            levels: Mapping[str, Any]) -> Callable[[np.random.Generator], declared.ClaimData]:
+    cal = dict(part.get("calibration") or {})
+    shape, data = part["shape"], part["data"]
+    seed_sd, prompt_sd = float(levels["seed_sd"]), float(levels["prompt_sd"])
+
+    if shape == "share":
+        s = share.Share(part["treatment"], part["reference"], part.get("comparator"))
+        if s.comparator:
+            effect = float(levels["learning_effect"]) * float(cal.get("effect_scale", 1.0))
+            rates = share.rates_for_share(s, theta, comparator_rate=float(levels["comparator_rate"]),
+                                          reference_effect=effect)
+        else:
+            reference = float(levels[cal.get("reference_rate", "comparator_rate")])
+            rates = share.rates_for_share(s, theta, comparator_rate=0.0, reference_effect=reference)
+        return lambda rng: declared.ClaimData(tables={data: share.simulate_arms(
+            rng, rates, seeds=seeds, prompts=n, seed_sd=seed_sd, prompt_sd=prompt_sd)})
+
+    if shape == "level":
+        rate = min(max(theta, 1e-3), 1 - 1e-3)
+        return lambda rng: declared.ClaimData(tables={data: {part["arm"]: simulate_level(
+            rng, rate, seeds=seeds, prompts=n, seed_sd=seed_sd, prompt_sd=prompt_sd)}})
+
+    if shape == "ordering":
+        from claimkit.rules.ordering import order_steps
+
+        names, strict = order_steps(part["order"])
+        shares = dict(cal["shares"])  # arm -> share of the learning effect at the paper's values
+        if truth == "boundary":  # the closest strict step made flat: the worst case for support
+            k = min((i for i, st in enumerate(strict) if st), key=lambda i: shares[names[i]] - shares[names[i + 1]])
+            shares[names[k]] = shares[names[k + 1]] = (shares[names[k]] + shares[names[k + 1]]) / 2
+        effect, base = float(levels["learning_effect"]), float(levels["comparator_rate"])
+        rates = {a: base + shares[a] * effect for a in names}
+        if part.get("comparator"):
+            rates[part["comparator"]] = base
+        return lambda rng: declared.ClaimData(tables={data: share.simulate_arms(
+            rng, rates, seeds=seeds, prompts=n, seed_sd=seed_sd, prompt_sd=prompt_sd)})
+
+    sizes = {g: int(round(v * n)) if isinstance(v, float) and v < 1 else int(v)
+             for g, v in dict(levels["group_sizes"]).items()}
+    within = dict(cal.get("sd", {}))
+    group_seed_sd = float(levels.get("group_seed_sd", 0.0))
+    if shape == "auroc":
+        d = math.sqrt(2) * float(_st.norm.ppf(min(theta, 0.999)))
+        pos, neg = part["positive"], part["negative"]
+
+        def draw_auroc(rng: np.random.Generator) -> declared.ClaimData:
+            out = []
+            for _ in range(seeds):
+                shift = d + rng.normal(0.0, group_seed_sd)
+                out.append({pos: rng.normal(shift, 1.0, sizes[pos]), neg: rng.normal(0.0, 1.0, sizes[neg])})
+            return declared.ClaimData(groups={data: out})
+
+        return draw_auroc
+    means = {g: float(v) for g, v in dict(cal["means"]).items()}
+    if shape == "group_mean":
+        means[part["group"]] = theta
+    else:  # group_ratio: the group `moves` takes the mean that puts the ratio at theta
+        moved = cal["moves"]
+        num, den = dict(part["numerator"]), dict(part["denominator"])
+        d_val = sum(w * means[g] for g, w in den.items())
+        rest = sum(w * means[g] for g, w in num.items() if g != moved)
+        means[moved] = (theta * d_val - rest) / num[moved]
+    return lambda rng: declared.ClaimData(groups={data: simulate_groups(
+        rng, means, {g: sizes[g] for g in means}, seeds=seeds, within_sd={g: float(within.get(g, 1.0)) for g in means},
+        seed_sd=group_seed_sd)})
+
+
+# ---------------------------------------------------------------------------
+# a spec's table
+# ---------------------------------------------------------------------------
+
+
+def level_grid(profile_levels: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every point of the profile's variance grid (list-valued keys vary, scalars stay)."""
+    keys = [k for k, v in profile_levels.items() if isinstance(v, list)]
+    for values in itertools.product(*(profile_levels[k] for k in keys)):
+        point = {k: v for k, v in profile_levels.items() if k not in keys and k != "expected"}
+        point.update(dict(zip(keys, values)))
+        yield point
+
+
+def expected_levels(profile_levels: Mapping[str, Any]) -> dict[str, Any]:
+    """The grid point the spec calls expected (its `expected` table), for power."""
+    point = next(level_grid(profile_levels))
+    point.update(dict(profile_levels.get("expected", {})))
+    return point
+
+
+def calibrate_spec(
+    spec: PaperSpec, *, reps: int | None = None, profiles: Sequence[str] | None = None,
+    claims: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
+) -> list[ClaimRow]:
+    """Simulate every declared claim of `spec` on every profile with calibration levels (module docstring)."""
+    settings = _settings(spec)
+    reps = int(reps or settings.get("reps", 1000))
+    bounds = {**DEFAULT_BOUNDS, **dict(settings.get("bounds", {}))}
+    required = set(settings.get("power_required", []))
+    rows = []
+    for profile, levels in dict(settings["profiles"]).items():
+        if profiles and profile not in profiles:
+            continue
+        for claim in spec.claims.values():
+            if claims and claim.id not in claims:
+                continue
+            if "parts" not in claim.rule or profile not in claim.profiles:
+                continue
+            rows.append(_claim_row(spec, claim, profile, levels, reps, bounds, profile in required, progress))
+    return rows
+
+
+def _claim_row(spec: PaperSpec, claim: Any, profile: str, levels: Mapping[str, Any], reps: int,
+               bounds: Mapping[str, float], power_required: bool, progress: Callable[[str], None] | None) -> ClaimRow:
+    plan = claim.plan(profile)
+    parts = declared.check_parts(claim.rule, f"{spec.path}: claim {claim.id!r}")
+    alpha = float(claim.rule.get("alpha", 0.05))
+    k = len(parts)
+    details: list[PartCalibration] = []
+    worst_fs, worst_fr, power = 0.0, 0.0, 1.0
+    n = int(plan.n)
+    for index, part in enumerate(parts):
+        part_fs = part_fr = 0.0
+        for truth, theta in part_truths(part):
+            for point in level_grid(levels):
+                rates = _simulate(part, truth, theta, n, len(plan.seeds), point, alpha, alpha / k, reps,
+                                  _seed(claim.id, profile, index, truth, point))
+                details.append(PartCalibration(claim.id, part["name"], profile, truth, theta, point, rates))
+                if truth.startswith("boundary"):  # at the edge the claim is as false as it is true
+                    part_fs, part_fr = max(part_fs, rates.supported), max(part_fr, rates.refuted)
+                elif truth == "paper":
+                    part_fr = max(part_fr, rates.refuted)
+            if truth == "paper":
+                at = expected_levels(levels)
+                rates = _simulate(part, truth, theta, n, len(plan.seeds), at, alpha, alpha / k, reps,
+                                  _seed(claim.id, profile, index, "expected", at))
+                details.append(PartCalibration(claim.id, part["name"], profile, "paper, expected levels", theta,
+                                               at, rates))
+                power *= rates.supported
+        worst_fs = max(worst_fs, part_fs)
+        worst_fr += part_fr
+        if progress:
+            progress(f"{claim.id} {profile}: part {part['name']!r} simulated")
+    tolerance = 2 * math.sqrt(0.05 * 0.95 / reps)  # Monte Carlo error of a rate at 0.05
+    problems = []
+    if worst_fs > bounds["false_support"] + tolerance:
+        problems.append(f"false support {worst_fs:.3f} > {bounds['false_support']}")
+    if worst_fr > bounds["false_refute"] + tolerance:
+        problems.append(f"false refutation {worst_fr:.3f} > {bounds['false_refute']}")
+    if power_required and power < bounds["power"]:
+        problems.append(f"power {power:.2f} < {bounds['power']}")
+    return ClaimRow(claim.id, profile, n, len(plan.seeds), k, worst_fs, worst_fr, power, power_required,
+                    not problems, tuple(problems), tuple(details))
+
+
+def _simulate(part, truth, theta, n, seeds, point, alpha, refute_alpha, reps, seed) -> Rates:
+    try:
+        return simulate_part(part, truth, theta, n=n, seeds=seeds, levels=point, alpha=alpha,
+                             refute_alpha=refute_alpha, reps=reps, seed=seed)
+    except (KeyError, ValueError) as exc:
+        raise CalibrationError(f"part {part['name']!r}, truth {truth} ({theta:g}), levels {point}: {exc}") from exc
+
+
+def _seed(*parts: Any) -> int:
+    import hashlib
+
+    text = json.dumps([str(p) if not isinstance(p, Mapping) else sorted(p.items()) for p in parts], default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def _settings(spec: PaperSpec) -> Mapping[str, Any]:
+    settings = spec.calibration
+    if not settings or "profiles" not in settings:
+        raise CalibrationError(f"{spec.path}: no [calibration.profiles.<profile>] levels: nothing to simulate")
+    return settings
+
+
+# ---------------------------------------------------------------------------
+# the table on disk
+# ---------------------------------------------------------------------------
+
+
+def table_path(spec_path: str | Path) -> Path:
+    spec_path = Path(spec_path)
+    return spec_path.with_name(spec_path.stem + FILE_SUFFIX)
+
+
+def write_table(spec: PaperSpec, rows: Sequence[ClaimRow], reps: int, seconds: float) -> Path:
+    """`<spec>.calibration.json`: the spec's hash, the rows and every simulated point."""
+    document = {
+        "spec": spec.path.name, "spec_hash": spec.hash, "reps": reps, "seconds": round(seconds, 1),
+        "rows": [{k: v for k, v in asdict(r).items() if k != "details"} for r in rows],
+        "points": [asdict(d) for r in rows for d in r.details],
+    }
+    path = table_path(spec.path)
+    path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_table(spec_path: str | Path) -> dict[str, Any] | None:
+    path = table_path(spec_path)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One row per claim and profile: n, seeds, false support, false refutation, power, within bounds."""
+    lines = ["| claim | profile | n | seeds | parts | false support | false refutation | power | bounds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        power = f"{r['power']:.2f}" + ("" if r["power_required"] else " (not required)")
+        ok = "met" if r["within_bounds"] else "BROKEN: " + "; ".join(r["problems"])
+        lines.append(f"| {r['claim']} | {r['profile']} | {r['n']} | {r['seeds']} | {r['parts']} | "
+                     f"{r['false_support']:.3f} | {r['false_refute']:.3f} | {power} | {ok} |")
+    return "\n".join(lines)
+
+
+def run(spec_path: str | Path, *, reps: int | None = None, profiles: Sequence[str] | None = None,
+        progress: Callable[[str], None] | None = None) -> tuple[Path, list[ClaimRow]]:
+    spec = load_spec(spec_path)
+    started = time.perf_counter()
+    rows = calibrate_spec(spec, reps=reps, profiles=profiles, progress=progress)
+    used = int(reps or _settings(spec).get("reps", 1000))
+    return write_table(spec, rows, used, time.perf_counter() - started), rows
