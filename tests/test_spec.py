@@ -95,3 +95,52 @@ def test_a_missing_sample_plan_names_the_profile():
     claim = load_spec(SPECS / "warning_framed.toml").claims["wf-1"]
     with pytest.raises(SpecError, match="no sample plan for profile 'laptop'"):
         claim.plan("laptop")
+
+
+def test_a_claims_hash_follows_its_own_table_its_parents_and_the_experiment(tmp_path):
+    two_claims = GOOD + '[claims.c-2]\ntitle = "other"\nscan_claim = "Other."\n[claims.c-2.rule]\nalpha = 0.05\n'
+    base = load_spec(write(tmp_path, two_claims)).claims
+    assert all(c.hash.startswith("sha256:") for c in base.values()) and len({c.hash for c in base.values()}) == 3
+
+    def hashes(text):
+        return {cid: c.hash for cid, c in load_spec(write(tmp_path, text)).claims.items()}
+
+    # another claim's rule: only that claim changes
+    other = hashes(two_claims.replace("[claims.c-2.rule]\nalpha = 0.05", "[claims.c-2.rule]\nalpha = 0.01"))
+    assert other["c-2"] != base["c-2"].hash
+    assert (other["c-1"], other["c-1.sub"]) == (base["c-1"].hash, base["c-1.sub"].hash)
+    # a parent's plan: the parent and its sub-claim (decided on its samples)
+    parent = hashes(two_claims.replace("n = 100", "n = 200"))
+    assert parent["c-1"] != base["c-1"].hash and parent["c-1.sub"] != base["c-1.sub"].hash
+    assert parent["c-2"] == base["c-2"].hash
+    # the experiment: every claim; the paper's title: none
+    experiment = hashes(two_claims.replace('title = "A demo paper"', 'title = "A demo paper"\n[experiment]\nk = 1', 1))
+    assert all(experiment[cid] != base[cid].hash for cid in base)
+    retitled = hashes(two_claims.replace('title = "A demo paper"', 'title = "Another title"', 1))
+    assert retitled == {cid: c.hash for cid, c in base.items()}
+
+
+def test_preregistration_inputs_are_declared_relative_to_the_spec(tmp_path):
+    declared = GOOD.replace('title = "A demo paper"', 'title = "A demo paper"\n[preregistration]\n'
+                            'inputs = ["../corpus", "data/shares.toml"]', 1)
+    spec = load_spec(write(tmp_path, declared))
+    assert spec.preregistration_inputs == ("../corpus", "data/shares.toml")
+    assert spec.input_path("../corpus") == tmp_path / "../corpus"
+    assert load_spec(write(tmp_path, GOOD)).preregistration_inputs == ()
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('inputs = "corpus"', "field 'inputs' must be a list of paths"),
+        ("inputs = [1]", "field 'inputs' must be a list of paths"),
+        ('inputs = ["/abs/corpus"]', "must name paths relative to the spec file, not '/abs/corpus'"),
+        ('inputs = ["a", "a"]', "names 'a' more than once"),
+        ('files = ["a"]', "unknown field(s) files"),
+    ],
+)
+def test_bad_preregistration_tables_name_the_field(tmp_path, table, message):
+    path = write(tmp_path, GOOD.replace('title = "A demo paper"', f'title = "A demo paper"\n[preregistration]\n{table}', 1))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert f"{path}: [preregistration]" in str(info.value) and message in str(info.value)

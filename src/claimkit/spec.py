@@ -2,14 +2,18 @@
 
 A spec is a TOML file under `fixtures/claims/`. It is validated on load (errors
 name the file, the claim and the field) and hashed; the hash goes into every
-verdict so a report can be tied to the exact rules it was decided by.
+verdict so a report can be tied to the exact rules it was decided by. Each claim
+has a hash of its own too (its table, its ancestors' and `[experiment]`), so a
+changed rule is attributable to the claim it decides. `[preregistration] inputs`
+names the files and directories outside the spec that decisions depend on;
+`claimkit.preregistration` locks them with the spec.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,6 +45,7 @@ class ClaimSpec:
     paper_values: Mapping[str, Any]
     rule: Mapping[str, Any]
     profiles: Mapping[str, SamplePlan]
+    hash: str = ""  # claim_hash: what decides this claim, and nothing else of the spec
 
     def plan(self, profile: str) -> SamplePlan:
         """The sample plan for `profile`; sub-claims inherit their parent's plan."""
@@ -63,6 +68,12 @@ class PaperSpec:
     experiment: Mapping[str, Any]
     claims: Mapping[str, ClaimSpec]
     hash: str
+    #: Inputs outside the spec that decisions depend on, as declared: paths relative to the spec file.
+    preregistration_inputs: tuple[str, ...] = ()
+
+    def input_path(self, declared: str) -> Path:
+        """Where a declared pre-registration input is (relative to the spec's directory)."""
+        return self.path.parent / declared
 
     def experiment_for(self, profile: str) -> dict[str, Any]:
         """Experiment settings with the profile's overrides applied."""
@@ -75,6 +86,20 @@ def spec_hash(data: Mapping[str, Any]) -> str:
     """Hash of the parsed spec: formatting and comments do not change it, values do."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def claim_hash(raw_claims: Mapping[str, Any], claim_id: str, experiment: Mapping[str, Any]) -> str:
+    """Hash of what decides one claim: its table, its ancestors' (a sub-claim inherits its
+    parent's plans and is decided on its samples) and the spec's `[experiment]` table.
+    Like `spec_hash`, it ignores formatting and comments."""
+    chain = []
+    seen: set[str] = set()
+    current: Any = claim_id
+    while isinstance(current, str) and current in raw_claims and current not in seen:
+        seen.add(current)
+        chain.append({"id": current, "table": raw_claims[current]})
+        current = raw_claims[current].get("parent")
+    return spec_hash({"claims": chain, "experiment": experiment})
 
 
 def load_spec(path: str | Path) -> PaperSpec:
@@ -129,6 +154,7 @@ def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
 
     claims = {cid: _parse_claim(where, paper, cid, raw) for cid, raw in raw_claims.items()}
     claims = _inherit_plans(where, claims)
+    claims = {cid: replace(c, hash=claim_hash(raw_claims, cid, experiment)) for cid, c in claims.items()}
     scan = (path.parent / scan_rel).resolve() if scan_rel else None
     return PaperSpec(
         path=path,
@@ -139,7 +165,30 @@ def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
         experiment=experiment,
         claims=claims,
         hash=spec_hash(data),
+        preregistration_inputs=_preregistration_inputs(data, where),
     )
+
+
+def _preregistration_inputs(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    table = _optional(data, "preregistration", dict, where)
+    if table is None:
+        return ()
+    where = f"{where}: [preregistration]"
+    unknown = sorted(set(table) - {"inputs"})
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}; the table has only 'inputs'")
+    inputs = table.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(i, str) and i.strip() for i in inputs):
+        raise SpecError(f"{where}: field 'inputs' must be a list of paths (strings) relative to the spec file, "
+                        f"got {inputs!r}")
+    absolute = [i for i in inputs if Path(i).is_absolute()]
+    if absolute:
+        raise SpecError(f"{where}: field 'inputs' must name paths relative to the spec file, not {absolute[0]!r}: "
+                        "a lock must mean the same on every checkout")
+    repeated = sorted({i for i in inputs if inputs.count(i) > 1})
+    if repeated:
+        raise SpecError(f"{where}: field 'inputs' names {repeated[0]!r} more than once")
+    return tuple(inputs)
 
 
 def _parse_claim(file: str, paper: str, cid: str, raw: Any) -> ClaimSpec:
@@ -197,7 +246,7 @@ def _inherit_plans(file: str, claims: dict[str, ClaimSpec]) -> dict[str, ClaimSp
                 raise SpecError(f"{file}: claim {cid!r}: field 'parent' names unknown claim {claim.parent!r}")
             if not claim.profiles:
                 parent = claims[claim.parent]
-                claim = ClaimSpec(**{**claim.__dict__, "profiles": parent.profiles})
+                claim = replace(claim, profiles=parent.profiles)
         out[cid] = claim
     return out
 
