@@ -201,3 +201,107 @@ def test_list_passes_verdicts_by_scan_text(two_runs, tmp_path, monkeypatch, caps
     assert "warning-framed" in seen["specs"]
     assert main(["list", "scan.json", "--specs", str(specs)]) == 0
     assert seen["verdicts"] is None  # no report: the scan's own records are listed
+
+
+# -- provenance and pre-registration ----------------------------------------------------
+
+SPEC = """schema = 1
+paper = "demo"
+title = "A demo paper"
+[preregistration]
+inputs = ["shares.toml"]
+[claims.c-1]
+title = "c"
+scan_claim = "C."
+[claims.c-1.rule]
+alpha = 0.05
+"""
+
+
+def test_preregister_writes_the_lock_prints_it_and_leaves_an_up_to_date_lock_alone(tmp_path, capsys):
+    spec = tmp_path / "demo.toml"
+    spec.write_text(SPEC)
+    (tmp_path / "shares.toml").write_text("vulnerable = 0.25\n")
+    assert main(["preregister", str(spec)]) == 0
+    out = capsys.readouterr().out
+    lock = tmp_path / "demo.lock.json"
+    assert out.startswith(f"locked {spec} in {lock}: spec sha256:") and "1 claim(s), 1 input(s)" in out
+    assert "  claim c-1: sha256:" in out and "  input shares.toml: sha256:" in out
+    written = lock.read_bytes()
+    assert main(["preregister", str(spec)]) == 0
+    assert "already locks" in capsys.readouterr().out and lock.read_bytes() == written
+    (tmp_path / "shares.toml").write_text("vulnerable = 0.3\n")
+    assert main(["preregister", str(spec)]) == 0
+    assert "replacing the lock of" in capsys.readouterr().out and lock.read_bytes() != written
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("absent.toml", None, "absent.toml: claim spec not found"),
+        (".", None, "is a directory; give one claim spec file"),
+        ("bad.toml", "schema = = 1", "bad.toml: not valid TOML"),
+        ("v.toml", 'schema = 1\npaper = "x"\n', "field 'title' is missing"),
+        ("demo.toml", SPEC, "input 'shares.toml' ("),  # declared, but not there
+    ],
+)
+def test_preregister_errors_are_one_sentence_and_exit_1(tmp_path, capsys, name, text, message):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    assert main(["preregister", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("claimkit preregister: error: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.lock.json"))
+
+
+def with_provenance(v: Verdict, **changes) -> Verdict:
+    provenance = {"commit": "a" * 40, "dirty": False, "claimkit_source": "sha256:k1",
+                  "versions": {"python": "3.11.7", "torch": "2.13.0"},
+                  "device": {"cpu": "Xeon", "cpu_count": 2, "gpu": None}, **changes}
+    return Verdict(**{**v.__dict__, "provenance": provenance})
+
+
+def test_report_against_says_how_the_runs_conditions_differ_before_the_numbers(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    first = write_run(reports, [with_provenance(verdict("c-1"))], command="pytest", claimkit_version="1")
+    moved = Verdict(**{**verdict("c-1").__dict__, "evidence": Evidence(
+        estimates=(Estimate("rate", 0.41, 0.31, 0.51, "clopper-pearson", 100, 41),))})
+    gpu = {"cpu": "Xeon", "cpu_count": 16, "gpu": {"name": "NVIDIA H200", "driver": "570", "cuda": "13.0"}}
+    second = write_run(reports, [with_provenance(moved, device=gpu, versions={"python": "3.11.7", "torch": "2.11.0"},
+                                                 claimkit_source="sha256:k2")],
+                       command="pytest", claimkit_version="1")
+    assert main(["report", second.document.run_id, "--report-dir", str(reports),
+                 "--against", first.document.run_id]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    said = lines.index("the runs were not made under the same conditions, so their numbers need not agree:")
+    assert lines[said + 1:said + 4] == [
+        "  devices differ: CPU Xeon (2 cores) -> NVIDIA H200 (driver 570, CUDA 13.0)",
+        "  package versions differ: torch 2.13.0 -> 2.11.0",
+        "  code differs: claimkit source sha256:k1 -> claimkit source sha256:k2",
+    ]
+    assert said < next(i for i, line in enumerate(lines) if "kept their outcome with other numbers" in line)
+    assert main(["report", first.document.run_id, "--report-dir", str(reports), "--against", first.document.run_id]) == 0
+    assert "same conditions" not in capsys.readouterr().out
+
+
+def test_report_lists_verdicts_not_preregistered_and_rules_changed_after_a_result(tmp_path, capsys):
+    reports = tmp_path / "reports"
+
+    def registered(claim_id, claim_hash, status="preregistered", differs=()):
+        v = verdict(claim_id)
+        return Verdict(**{**v.__dict__, "claim_hash": claim_hash, "preregistration": {
+            "status": status, "lock": "demo.lock.json", "locked_at": "t", "differs": list(differs)}})
+
+    write_run(reports, [registered("c-1", "sha256:one"), registered("c-2", "sha256:two")], command="pytest",
+              claimkit_version="1")
+    write_run(reports, [registered("c-1", "sha256:one-edited", "not preregistered", ["claim c-1 changed since the lock"]),
+                        registered("c-2", "sha256:two", "not preregistered", ["claim c-1 changed since the lock"])],
+              command="pytest", claimkit_version="1")
+    assert main(["report", "--report-dir", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "2 verdict(s) not pre-registered (claim c-1 changed since the lock): c-1 [organism], c-2 [organism]" in out
+    assert "1 verdict(s) decided under a rule changed after a result was seen:" in out
+    assert "  c-1 [organism]: run " in out and "under claim hash sha256:one; this verdict was decided under sha256:one-edi" in out

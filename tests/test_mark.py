@@ -126,6 +126,40 @@ def test_marking_v2_writes_one_record_per_claim_with_sub_claims_inside(v2):
     assert [c.supported for c in scan.claims] == ["moderate"] * 4 + ["weak"]  # reviewer's field untouched
 
 
+
+def test_a_record_carries_preregistration_and_provenance_essentials_and_stays_idempotent(v2, tmp_path):
+    import dataclasses
+
+    scan_path, spec, _ = v2
+    provenance = {"commit": "c" * 40, "dirty": True, "diff_hash": "sha256:d1ff", "claimkit_source": "sha256:k",
+                  "claim_code": "sha256:cc", "claim_dir": "claims/warning_framed", "command": "pytest claims/",
+                  "versions": {"python": "3.11.7", "torch": "2.13.0", "sae-lens": None},
+                  "device": {"cpu": "Xeon", "cpu_count": 2, "platform": "Linux", "gpu": {
+                      "name": "NVIDIA H100", "count": 1, "cuda": "12.4", "driver": "550"}}}
+    unlocked = {"status": "not preregistered", "lock": "fixtures/claims/warning_framed.lock.json",
+                "locked_at": None, "differs": ["no lock file"]}
+
+    def decided(claim_id, outcome=Outcome.SUPPORTED):
+        return dataclasses.replace(make_verdict(spec, claim_id, outcome), claim_hash=spec.claims[claim_id].hash,
+                                   preregistration=unlocked, provenance=provenance)
+
+    report = write_report(tmp_path / "prov.json", [decided("wf-1"), decided("wf-1.control", Outcome.REFUTED)])
+    assert mark_scan(scan_path, report, specs_dir=WF_SPECS, now=T1).changed
+    record = load_scan(scan_path).claims[0].raw["verification"]["records"][0]
+    keys = list(record)
+    assert keys[keys.index("spec_hash"):keys.index("report")] == ["spec_hash", "claim_hash", "preregistration",
+                                                                    "provenance"]
+    assert record["claim_hash"] == spec.claims["wf-1"].hash and record["preregistration"] == unlocked
+    assert record["provenance"] == {
+        "commit": "c" * 40, "dirty": True, "diff_hash": "sha256:d1ff", "claimkit_source": "sha256:k",
+        "claim_code": "sha256:cc", "device": "NVIDIA H100 (driver 550, CUDA 12.4)",
+        "versions": {"python": "3.11.7", "torch": "2.13.0"},
+    }
+    assert record["sub_claims"][0]["preregistration"]["status"] == "not preregistered"
+    once = scan_path.read_bytes()
+    assert not mark_scan(scan_path, report, specs_dir=WF_SPECS, now=T2).changed
+    assert scan_path.read_bytes() == once
+
 @pytest.mark.parametrize("which", ["v2", "v4"])
 def test_dropping_verification_gives_back_the_original_object_and_bytes(which, request):
     setup = request.getfixturevalue(which)

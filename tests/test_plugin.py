@@ -390,6 +390,9 @@ def test_xdist_workers_verdicts_reach_the_controller_report_and_summary(project)
     ]
     runs = [p for p in (project.path / "out").iterdir() if p.is_dir() and not p.is_symlink()]
     assert len(runs) == 1  # written once, by the controller, not by each worker
+    # each verdict's record was made by the worker that decided it, and says how it was decided
+    assert all(v["provenance"]["claim_code"].startswith("sha256:") for v in verdicts)
+    assert all(v["preregistration"]["differs"] == ["no lock file"] for v in verdicts)
 
 
 # -- one GPU per xdist worker --------------------------------------------------------------
@@ -508,3 +511,109 @@ def test_a_run_writes_its_report_history_and_latest(project):
         ("d-1", "supported"), ("d-2", "refuted"), ("d-1", "inconclusive"), ("d-2", "refuted"),
     ]
     assert (out / "latest").resolve() != latest and (out / "latest").resolve().name == history[-1]["run_id"]
+
+
+# -- provenance and pre-registration ---------------------------------------------------------
+
+DEMO_SCAN = {"paper": {"title": "A demo paper"}, "scan_version": 2,
+             "claims": [{"claim": "C is rare.", "evidence": "a table", "supported": "moderate"}]}
+
+
+def latest_run(project):
+    """The newest run's verdicts.json (as data) and report.md (as text)."""
+    latest = (project.path / "out" / "latest").resolve()
+    return json.loads((latest / "verdicts.json").read_text()), (latest / "report.md").read_text()
+
+
+def marked_record(project):
+    """Mark a fresh copy of the demo scan with the newest run; its one record."""
+    from claimkit.cli import main
+
+    scan = project.path / "scan.json"
+    scan.write_text(json.dumps(DEMO_SCAN, indent=2))
+    assert main(["mark", str(scan), "--report", str(project.path / "out" / "latest.json"),
+                 "--specs", str(project.path / "specs")]) == 0
+    return json.loads(scan.read_text())["claims"][0]["verification"]["records"][0]
+
+
+def test_a_run_is_preregistered_only_while_its_spec_and_inputs_match_the_lock(project):
+    from claimkit.cli import main
+
+    spec = project.path / "specs" / "demo.toml"
+    spec.write_text(SPEC.replace('title = "A demo paper"',
+                                 'title = "A demo paper"\n[preregistration]\ninputs = ["../data/shares.toml"]', 1))
+    shares = project.path / "data" / "shares.toml"
+    shares.parent.mkdir()
+    shares.write_text("vulnerable = 0.25\n")
+    make_tests(project, claim_test("d2", "d-2", "supported"))
+
+    result = project.runpytest()
+    result.stdout.fnmatch_lines(["d-2 *organism *SUPPORTED  [[]not pre-registered]  *", "    not pre-registered: no lock file"])
+
+    assert main(["preregister", str(spec)]) == 0
+    result = project.runpytest()
+    assert result.ret == 0 and "pre-registered" not in result.stdout.str()
+    data, md = latest_run(project)
+    assert data["verdicts"][0]["preregistration"] == {
+        "status": "preregistered", "lock": "specs/demo.lock.json",
+        "locked_at": json.loads((project.path / "specs" / "demo.lock.json").read_text())["locked_at"], "differs": [],
+    }
+    assert "- pre-registration: preregistered (lock specs/demo.lock.json" in md
+    assert marked_record(project)["preregistration"]["status"] == "preregistered"
+
+    shares.write_text("vulnerable = 0.30\n")  # an input the decision depends on, edited after the lock
+    result = project.runpytest()
+    changed_input = "input ../data/shares.toml changed since the lock"
+    result.stdout.fnmatch_lines(["d-2 *SUPPORTED  [[]not pre-registered]  *", f"    not pre-registered: {changed_input}"])
+    data, md = latest_run(project)
+    assert data["verdicts"][0]["preregistration"]["status"] == "not preregistered"
+    assert data["verdicts"][0]["preregistration"]["differs"] == [changed_input]
+    assert "| **supported** [not pre-registered] |" in md and f"not pre-registered: {changed_input}" in md
+    record = marked_record(project)
+    assert record["preregistration"]["differs"] == [changed_input] and record["claim_hash"].startswith("sha256:")
+
+    shares.write_text("vulnerable = 0.25\n")
+    spec.write_text(spec.read_text().replace("[claims.d-2.rule]\nalpha = 0.05", "[claims.d-2.rule]\nalpha = 0.01"))
+    result = project.runpytest()
+    result.stdout.fnmatch_lines([
+        "d-2 *SUPPORTED  [[]not pre-registered]  [[]changed after a result was seen]  *",
+        "    not pre-registered: claim d-2 changed since the lock",
+        "    changed after a result was seen: run * recorded supported under claim hash sha256:*; "
+        "this verdict was decided under sha256:*",
+    ])
+    data, md = latest_run(project)
+    assert data["verdicts"][0]["preregistration"]["differs"] == ["claim d-2 changed since the lock"]
+    assert "**Changed after a result was seen:**" in md
+    history = [json.loads(line) for line in (project.path / "out" / "history.jsonl").read_text().splitlines()]
+    assert len({h["claim_hash"] for h in history}) == 2 and history[-1]["changed_after_result"]["outcome"] == "supported"
+    assert marked_record(project)["preregistration"]["changed_after_result"]["run_id"] == history[-2]["run_id"]
+
+
+def test_runs_of_different_code_differ_in_their_provenance(project, monkeypatch, capsys):
+    from claimkit import provenance
+    from claimkit.cli import main
+
+    make_tests(project, claim_test("d2", "d-2", "supported"))
+    project.runpytest("--claimkit-profile=cpu")
+    first, _ = latest_run(project)
+    record = first["verdicts"][0]["provenance"]
+    assert record["claim_dir"] == "." and record["command"].startswith("pytest --claimkit-profile=cpu")
+    assert record["versions"]["python"] and record["device"]["gpu"] is None and record["device"]["cpu_count"] >= 1
+    assert first["provenance"]["claimkit_source"] == record["claimkit_source"]
+
+    make_tests(project, claim_test("d2", "d-2", "supported", extra="x = 1  # the claim module, edited"))
+    project.runpytest("--claimkit-profile=cpu")
+    second, _ = latest_run(project)
+    assert second["verdicts"][0]["provenance"]["claim_code"] != record["claim_code"]
+    assert second["verdicts"][0]["provenance"]["claimkit_source"] == record["claimkit_source"]
+
+    monkeypatch.setattr(provenance, "claimkit_source_hash", lambda: "sha256:an-edited-claimkit")
+    project.runpytest("--claimkit-profile=cpu")
+    third, md = latest_run(project)
+    assert third["provenance"]["claimkit_source"] == third["verdicts"][0]["provenance"]["claimkit_source"]
+    assert third["provenance"]["claimkit_source"] == "sha256:an-edited-claimkit"
+    assert "- claimkit source: sha256:an-edited-claimkit" in md
+    capsys.readouterr()
+    assert main(["report", "--report-dir", str(project.path / "out")]) == 0
+    assert (f"  code differs: claimkit source {record['claimkit_source']} -> claimkit source sha256:an-edited-claimkit"
+            in capsys.readouterr().out)

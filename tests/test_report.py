@@ -64,7 +64,8 @@ def test_write_run_writes_schema_1_json_md_and_self_contained_html(tmp_path):
 
     data = json.loads((written.run_dir / "verdicts.json").read_text())
     assert data["schema"] == SCHEMA == 1
-    assert set(data) == {"schema", "run_id", "created", "claimkit_version", "command", "profiles", "verdicts", "artifacts"}
+    assert set(data) == {"schema", "run_id", "created", "claimkit_version", "command", "profiles", "provenance",
+                         "verdicts", "artifacts"}
     assert data["run_id"] == written.run_dir.name and data["command"] == "pytest claims/"
     assert [v["claim_id"] for v in data["verdicts"]] == ["c-1", "c-2"]  # sorted, not in arrival order
     first = data["verdicts"][0]
@@ -264,6 +265,118 @@ def test_malformed_reports_are_named_errors(tmp_path):
         resolve_run_dir("latest", tmp_path / "empty")
     with pytest.raises(ReportError, match="report not found"):
         resolve_verdicts_file(tmp_path / "reports" / "latest.json")
+
+
+
+# -- provenance and pre-registration in reports ------------------------------------------
+
+PROVENANCE = {
+    "commit": "a" * 40, "dirty": True, "diff_hash": "sha256:d1ff", "claimkit_source": "sha256:c0de",
+    "versions": {"python": "3.11.7", "torch": "2.13.0", "sae-lens": None},
+    "device": {"cpu": "Xeon", "cpu_count": 2, "platform": "Linux", "gpu": None},
+    "command": "pytest claims/", "claim_dir": "claims/demo", "claim_code": "sha256:c1a1",
+}
+
+
+def registered(verdict, status="preregistered", differs=(), claim_hash="sha256:rule-1", provenance=PROVENANCE):
+    import dataclasses
+
+    record = {"status": status, "lock": "specs/demo.lock.json", "locked_at": "2026-12-01T00:00:00+00:00",
+              "differs": list(differs)}
+    return dataclasses.replace(verdict, claim_hash=claim_hash, preregistration=record, provenance=dict(provenance))
+
+
+def test_a_record_of_an_older_claimkit_loads_without_provenance_or_preregistration(tmp_path):
+    old = make_verdict().to_dict()
+    for key in ("claim_hash", "preregistration", "provenance"):
+        del old[key]
+    verdict = Verdict.from_dict(old)
+    assert (verdict.claim_hash, dict(verdict.preregistration), dict(verdict.provenance)) == ("", {}, {})
+    assert verdict.preregistered is None
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps({"schema": 1, "run_id": "r", "created": "c", "verdicts": [old]}))
+    document = load_document(path)
+    assert document.provenance == {} and document.verdicts == (verdict,)
+    new = registered(make_verdict())
+    assert Verdict.from_dict(json.loads(json.dumps(new.to_dict()))) == new and new.preregistered is True
+
+
+def test_reports_show_provenance_and_what_breaks_the_lock(tmp_path):
+    verdicts = [registered(make_verdict("c-1")),
+                registered(make_verdict("c-2"), "not preregistered", ["claim c-2 changed since the lock"])]
+    written = write_run(tmp_path, verdicts, command="pytest claims/", claimkit_version="1",
+                        provenance={k: v for k, v in PROVENANCE.items() if not k.startswith("claim_")})
+    data = json.loads((written.run_dir / "verdicts.json").read_text())
+    assert data["provenance"]["commit"] == "a" * 40
+    assert data["verdicts"][1]["preregistration"]["differs"] == ["claim c-2 changed since the lock"]
+    md = (written.run_dir / "report.md").read_text()
+    assert "| c-2 | organism | m-1 | **supported** [not pre-registered] |" in md
+    assert "| c-1 | organism | m-1 | **supported** |" in md
+    for text in ("## Provenance", f"- commit: {'a' * 40} (dirty, diff sha256:d1ff)", "- claimkit source: sha256:c0de",
+                 "- claim code: claims/demo sha256:c1a1", "python 3.11.7, torch 2.13.0, sae-lens (not installed)",
+                 "- device (verdicts): CPU Xeon (2 cores)", "- pre-registration: 1 of 2 verdicts",
+                 "- c-2 [organism]: not pre-registered: claim c-2 changed since the lock",
+                 "- pre-registration: preregistered (lock specs/demo.lock.json, locked at 2026-12-01T00:00:00+00:00)",
+                 "- claim hash: `sha256:rule-1`", "<summary>provenance</summary>"):
+        assert text in md, text
+    html = (written.run_dir / "report.html").read_text()
+    for text in ("<h2>Provenance</h2>", "[not pre-registered]", "not pre-registered: claim c-2 changed since the lock",
+                 "claimkit source: sha256:c0de"):
+        assert text in html, text
+
+
+def test_a_claim_decided_under_a_rule_changed_after_a_result_is_flagged_for_good(tmp_path):
+    def run(claim_hash, profile="organism", outcome=Outcome.SUPPORTED):
+        return write_run(tmp_path, [registered(make_verdict("c-1", outcome, profile=profile), claim_hash=claim_hash)],
+                         command="pytest", claimkit_version="1")
+
+    first = run("sha256:rule-1", outcome=Outcome.REFUTED)
+    assert "changed_after_result" not in first.document.verdicts[0].preregistration
+    assert not run("sha256:rule-1").document.verdicts[0].preregistration.get("changed_after_result")
+    assert not run("sha256:rule-2", profile="gpu").document.verdicts[0].preregistration.get("changed_after_result")
+    changed = run("sha256:rule-2")
+    flag = changed.document.verdicts[0].preregistration["changed_after_result"]
+    assert flag["claim_hash"] == "sha256:rule-1" and flag["outcome"] == "supported"
+    again = run("sha256:rule-2")  # re-running under the new rule does not make it chosen beforehand
+    assert again.document.verdicts[0].preregistration["changed_after_result"]["claim_hash"] == "sha256:rule-1"
+    rows = read_history(tmp_path)
+    assert [r["claim_hash"] for r in rows] == ["sha256:rule-1", "sha256:rule-1", "sha256:rule-2", "sha256:rule-2",
+                                               "sha256:rule-2"]
+    assert [bool(r["changed_after_result"]) for r in rows] == [False, False, False, True, True]
+    md = (changed.run_dir / "report.md").read_text()
+    assert "[changed after a result was seen]" in md
+    assert (f"**Changed after a result was seen:** run {rows[1]['run_id']} recorded supported under claim hash "
+            "sha256:rule-1; this verdict was decided under sha256:rule-2") in md
+    # records without a claim hash (older runs) are never compared
+    assert not write_run(tmp_path, [make_verdict("c-1")], command="pytest",
+                         claimkit_version="1").document.verdicts[0].preregistration
+
+
+def test_environment_differences_name_devices_versions_commits_and_code():
+    import dataclasses
+
+    from claimkit.report.environment import differences, environment
+    from claimkit.report.json_report import RunDocument
+
+    def document(run_id, **changes):
+        provenance = {**PROVENANCE, **changes}
+        return RunDocument(run_id, "c", "1", "pytest", ("organism",), (registered(make_verdict(), provenance=provenance),))
+
+    base = environment(document("r1"))
+    assert differences(base, environment(document("r2"))) == []
+    gpu = {"cpu": "Xeon", "cpu_count": 16, "gpu": {"name": "NVIDIA H100", "driver": "550", "cuda": "12.4"}}
+    other = environment(document("r2", device=gpu, versions={"python": "3.11.7", "torch": "2.11.0", "sae-lens": "6.5"},
+                                 commit="b" * 40, dirty=False, claim_code="sha256:c1a2"))
+    assert differences(base, other) == [
+        "devices differ: CPU Xeon (2 cores) -> NVIDIA H100 (driver 550, CUDA 12.4)",
+        "package versions differ: sae-lens (absent) -> 6.5; torch 2.13.0 -> 2.11.0",
+        f"commits differ: {'a' * 40} (dirty, diff sha256:d1ff) -> {'b' * 40} (clean)",
+        "code differs: claim code claims/demo sha256:c1a1 -> claim code claims/demo sha256:c1a2",
+    ]
+    old = RunDocument("r0", "c", "1", "pytest", ("organism",), (make_verdict(),))
+    assert differences(environment(old), base) == [
+        "run r0 records no provenance: devices, package versions and commits cannot be compared"]
+    assert dataclasses.asdict(base)["devices"] == ("CPU Xeon (2 cores)",)
 
 
 # -- notes: verdict changes a person expects ------------------------------------------

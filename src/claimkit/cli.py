@@ -3,6 +3,15 @@
     claimkit report [RUN|latest] [--against OTHER] [--fail-on-change] [--notes NOTES.toml]
     claimkit mark SCAN --report REPORT [--specs DIR] [--update-supported]
     claimkit list SCAN [--report REPORT] [--specs DIR]
+    claimkit preregister SPEC.toml
+
+`report` lists the verdicts that changed, what the two runs' conditions differ in
+(devices, package versions, commits, code), the verdicts whose numbers moved, and
+the verdicts that were not pre-registered or whose rule changed after a result was
+seen. `preregister` locks a claim spec before its results are seen: it writes
+`<spec>.lock.json` beside it (the spec's and each claim's hash, the hashes of the
+inputs its `[preregistration]` table declares, the commit, the UTC time); runs mark
+every verdict whose spec or inputs differ from the lock "not pre-registered".
 
 Exit codes: 0 ok, 1 failure (bad input, verdicts that changed with neither a changed
 spec nor a note with --fail-on-change),
@@ -27,9 +36,12 @@ from claimkit.report import (
     resolve_run_dir,
     resolve_verdicts_file,
 )
+from claimkit.preregistration import PreregistrationError, check_spec, lock_path, write_lock
+from claimkit.report.environment import differences, environment
 from claimkit.report.history import previous_run_id
+from claimkit.report.markdown import changed_rule
 from claimkit.report.notes import NOTES_FILE, ChangeNote, apply_notes, load_notes, unused_notes
-from claimkit.spec import SpecError, load_specs
+from claimkit.spec import SpecError, load_spec, load_specs
 from claimkit.verdict import Verdict
 
 DEFAULT_REPORT_DIR = "reports"
@@ -90,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--specs", type=Path, default=Path(DEFAULT_SPECS_DIR),
                          help=f"claim spec directory (default: {DEFAULT_SPECS_DIR})")
     listing.set_defaults(handler=_list)
+
+    prereg = commands.add_parser(
+        "preregister", help="lock a claim spec and its declared inputs before their results are seen",
+        description="Write <spec>.lock.json beside the spec: its hash, each claim's hash, the hashes of the "
+        "inputs its [preregistration] table declares, the commit and the UTC time. Runs mark every verdict "
+        "whose spec or inputs differ from the lock as not pre-registered. An up-to-date lock is left as it is.",
+    )
+    prereg.add_argument("spec", type=Path, help="claim spec TOML file (e.g. fixtures/claims/<paper>.toml)")
+    prereg.set_defaults(handler=_preregister)
     return parser
 
 
@@ -110,12 +131,18 @@ def _report(args: argparse.Namespace) -> int:
     changes = apply_notes(compare(other.verdicts, document.verdicts), notes) if other else None
     written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None)
     print(f"run {document.run_id}: {len(document.verdicts)} verdicts; rendered {written[0]} and {written[1]}")
+    _print_registration(document.verdicts)
     if other is None:
         print("no earlier run to compare with (history.jsonl has none)")
         return 0
     print(f"{len(changes) or 'no'} verdict change(s) from run {other.run_id} to run {document.run_id}")
     for change in changes:
         print(f"  {change.kind}: {change.describe()}")
+    differing = differences(environment(other), environment(document))
+    if differing:
+        print("the runs were not made under the same conditions, so their numbers need not agree:")
+    for line in differing:
+        print(f"  {line}")
     drifted, identical = drifts(other.verdicts, document.verdicts)
     if drifted:
         print(f"{len(drifted)} verdict(s) kept their outcome with other numbers ({identical} identical in every "
@@ -134,6 +161,22 @@ def _report(args: argparse.Namespace) -> int:
               f"table with claim, profile, to and why there.", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_registration(verdicts: Sequence[Verdict]) -> None:
+    """Verdicts not decided under their locked spec and inputs, and rules changed after a result was seen."""
+    unlocked: dict[str, list[str]] = defaultdict(list)
+    for verdict in verdicts:
+        if verdict.preregistered is False:
+            differs = "; ".join(verdict.preregistration.get("differs") or ()) or "not locked"
+            unlocked[differs].append(f"{verdict.claim_id} [{verdict.profile}]")
+    for differs, names in unlocked.items():
+        print(f"{len(names)} verdict(s) not pre-registered ({differs}): {', '.join(names)}")
+    changed = [v for v in verdicts if v.preregistration.get("changed_after_result")]
+    if changed:
+        print(f"{len(changed)} verdict(s) decided under a rule changed after a result was seen:")
+    for verdict in changed:
+        print(f"  {verdict.claim_id} [{verdict.profile}]: {changed_rule(verdict)}")
 
 
 def _notes(path: Path | None) -> tuple[Path, tuple[ChangeNote, ...]]:
@@ -175,6 +218,32 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preregister(args: argparse.Namespace) -> int:
+    if args.spec.is_dir():
+        raise SpecError(f"{args.spec}: is a directory; give one claim spec file (e.g. fixtures/claims/<paper>.toml)")
+    spec = load_spec(args.spec)
+    path = lock_path(spec.path)
+    if path.is_file():
+        check = check_spec(spec)
+        if check.preregistered:
+            print(f"{path} already locks {spec.path} as it is (locked at {check.locked_at}); left unchanged")
+            return 0
+        print(f"{path}: replacing the lock of {check.locked_at or 'unknown time'}: {'; '.join(check.differs)}")
+    path, lock = write_lock(spec)
+    commit = lock.commit or "none (not a git checkout)"
+    print(f"locked {spec.path} in {path}: spec {lock.spec_hash}, {len(lock.claims)} claim(s), "
+          f"{len(lock.inputs)} input(s), commit {commit}{' with uncommitted changes' if lock.dirty else ''}, "
+          f"at {lock.locked_at}")
+    for claim_id, digest in lock.claims.items():
+        print(f"  claim {claim_id}: {digest}")
+    for declared, digest in lock.inputs.items():
+        print(f"  input {declared}: {digest}")
+    if not lock.inputs:
+        print(f"  no inputs: {spec.path} declares none in [preregistration] inputs")
+    print("commit the lock before running the claims: a run compares the spec and inputs with it")
+    return 0
+
+
 class CommandUnavailable(RuntimeError):
     """This installation lacks a module the command needs."""
 
@@ -191,7 +260,7 @@ def _command_part(module: str, name: str) -> Any:
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (a person can fix it), from whichever modules are installed."""
-    errors: list[type[BaseException]] = [ReportError, SpecError, CommandUnavailable, OSError]
+    errors: list[type[BaseException]] = [ReportError, SpecError, PreregistrationError, CommandUnavailable, OSError]
     for module, name in (("claimkit.scan", "ScanError"), ("claimkit.mark", "MarkError")):
         error = _optional_attr(module, name)
         if error is not None:

@@ -6,17 +6,24 @@ into a Verdict, records it on the test's `user_properties` (which is how it
 travels from an xdist worker to the controller), and maps it to a pytest outcome:
 supported -> passed, refuted -> failed with the evidence, inconclusive -> skipped
 with the samples that would decide it.
+
+The verdict carries its provenance (`claimkit.provenance`), read here, in the
+process that decided it: on an xdist worker the device is the worker's GPU. It
+also says whether the claim's spec and inputs were the pre-registered ones
+(`claimkit.preregistration`), as the session found them when the test was set up.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import pytest
 
 import claimkit
+from claimkit.provenance import verdict_provenance
 from claimkit.report.markdown import format_estimate, paper_numbers
 from claimkit.spec import ClaimSpec, PaperSpec, SamplePlan, SpecError, find_claim
 from claimkit.verdict import Decision, Outcome, Verdict
@@ -36,12 +43,18 @@ class ClaimRecorder:
         profile: str,
         nodeid: str,
         user_properties: list[tuple[str, object]],
+        claim_dir: Path | None = None,
+        command: str = "",
+        preregistration: Mapping[str, Any] | None = None,
     ) -> None:
         self._paper_spec = paper_spec
         self._spec = spec
         self._profile = profile
         self._nodeid = nodeid
         self._user_properties = user_properties
+        self._claim_dir = claim_dir  # the test module's directory: the claim package's code
+        self._command = command
+        self._preregistration = dict(preregistration or {})
         self._verdict: Verdict | None = None
         #: The model the verdict was decided on (hub id, path, organism hash); the
         #: profile's fixtures should set it. Defaults to the profile name.
@@ -84,10 +97,13 @@ class ClaimRecorder:
         model: str | None = None,
         seeds: Iterable[int] | None = None,
         n: int | None = None,
+        models: Mapping[str, str] | None = None,
     ) -> Verdict:
         """Record the verdict for `decision` and end the test the way its outcome says.
 
         `seeds` and `n` default to the profile's sample plan; `model` to `claim.model`.
+        `models` names the resolved models behind the verdict (e.g. arm -> model file or
+        adapter hash); it goes into the verdict's provenance as `models`.
         Returns the verdict only when supported (refuted fails, inconclusive skips).
         """
         __tracebackhide__ = True  # report the test's line, not this one
@@ -101,7 +117,7 @@ class ClaimRecorder:
                 f"claim {self._spec.id!r} was already decided in {self._nodeid}: one verdict per test "
                 "(give each sub-claim a test of its own with its own @pytest.mark.claim)"
             )
-        verdict = self._build(decision, model, seeds, n)
+        verdict = self._build(decision, model, seeds, n, models)
         self._verdict = verdict
         self._user_properties.append((VERDICT_PROPERTY, verdict.to_dict()))
         if verdict.outcome is Outcome.REFUTED:
@@ -111,7 +127,14 @@ class ClaimRecorder:
             pytest.skip(f"claim {verdict.claim_id} inconclusive: {verdict.reason}; n per group to decide: {needed}")
         return verdict
 
-    def _build(self, decision: Decision, model: str | None, seeds: Iterable[int] | None, n: int | None) -> Verdict:
+    def _build(
+        self,
+        decision: Decision,
+        model: str | None,
+        seeds: Iterable[int] | None,
+        n: int | None,
+        models: Mapping[str, str] | None,
+    ) -> Verdict:
         plan = self._spec.profiles.get(self._profile)
         evidence = decision.evidence
         if not evidence.paper_values:  # the spec's numbers, so every verdict shows what the paper said
@@ -135,11 +158,29 @@ class ClaimRecorder:
             nodeid=self._nodeid,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             claimkit_version=claimkit.__version__,
+            claim_hash=self._spec.hash,
+            preregistration=self._preregistration,
+            provenance=self._provenance(models),
         )
 
+    def _provenance(self, models: Mapping[str, str] | None) -> dict[str, Any]:
+        if self._claim_dir is None:  # built outside a pytest item: only what the claim passed
+            return {"models": dict(models)} if models else {}
+        return verdict_provenance(command=self._command, claim_dir=self._claim_dir, models=models)
 
-def claim_for(request: pytest.FixtureRequest, specs: Callable[[], Mapping[str, PaperSpec]]) -> ClaimRecorder:
-    """The recorder for the test behind `request`; usage errors fail its setup with a plain message."""
+
+def claim_for(
+    request: pytest.FixtureRequest,
+    specs: Callable[[], Mapping[str, PaperSpec]],
+    *,
+    command: str = "",
+    preregistration: Callable[[PaperSpec, ClaimSpec], Mapping[str, Any]] | None = None,
+) -> ClaimRecorder:
+    """The recorder for the test behind `request`; usage errors fail its setup with a plain message.
+
+    `preregistration` gives the verdict's pre-registration field for a claim (the
+    session compares each spec with its lock once per run).
+    """
     node = request.node
     marker = node.get_closest_marker("claim")
     if marker is None:
@@ -164,6 +205,9 @@ def claim_for(request: pytest.FixtureRequest, specs: Callable[[], Mapping[str, P
         profile=profile_of(request),
         nodeid=node.nodeid,
         user_properties=node.user_properties,
+        claim_dir=Path(node.path).parent,
+        command=command,
+        preregistration=preregistration(paper_spec, spec) if preregistration else None,
     )
 
 

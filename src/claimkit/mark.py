@@ -2,7 +2,10 @@
 
 Each top-level verdict of the report lands in the scan claim its spec quotes,
 as one record in `claim["verification"]["records"]`; verdicts of sub-claims go
-inside their parent's record. One record is kept per (profile, model), so runs
+inside their parent's record. A record decided by a claimkit that records them
+also says whether the claim was pre-registered (`preregistration`, as in the
+verdict) and where it came from (`provenance`: commit, dirty, claimkit's and the
+claim package's source hashes, device, package versions). One record is kept per (profile, model), so runs
 on different models sit side by side and a new run on the same model replaces
 its old record. Nothing else in the file changes: key order, unknown fields,
 unicode and layout are kept, the write is atomic, and marking twice with the
@@ -21,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from claimkit.provenance import describe_device
 from claimkit.scan import Scan, ScanError, describe_paper, match_claim, parse_scan, specs_for
 from claimkit.spec import ClaimSpec, PaperSpec, load_specs
 from claimkit.verdict import Outcome, Verdict
@@ -242,7 +246,11 @@ def _top_level(spec: PaperSpec, claim: ClaimSpec) -> ClaimSpec:
 
 
 def _record(verdict: Verdict, subs: list[Verdict], report: _Report, stamp: str) -> dict[str, Any]:
-    """The scan's record of one verdict; `date` is the report's, so re-marking is stable."""
+    """The scan's record of one verdict; `date` is the report's, so re-marking is stable.
+
+    Pre-registration and provenance are written only where the verdict has them, so a
+    report of an older claimkit marks exactly as it did.
+    """
     return {
         "verdict": verdict.outcome.value,
         "profile": verdict.profile,
@@ -255,6 +263,8 @@ def _record(verdict: Verdict, subs: list[Verdict], report: _Report, stamp: str) 
         "date": report.created,
         "claimkit_version": verdict.claimkit_version or report.claimkit_version,
         "spec_hash": verdict.spec_hash,
+        **_registration(verdict),
+        **({"provenance": _provenance(verdict.provenance)} if verdict.provenance else {}),
         "report": report.given,
         "claim_id": verdict.claim_id,
         "sub_claims": [
@@ -265,10 +275,34 @@ def _record(verdict: Verdict, subs: list[Verdict], report: _Report, stamp: str) 
                 "estimates": _estimates(sub),
                 "tests": _tests(sub),
                 "n": sub.n,
+                **_registration(sub),
             }
             for sub in subs
         ],
         "marked": stamp,
+    }
+
+
+def _registration(verdict: Verdict) -> dict[str, Any]:
+    """`claim_hash` and `preregistration`, where the verdict records them."""
+    out: dict[str, Any] = {}
+    if verdict.claim_hash:
+        out["claim_hash"] = verdict.claim_hash
+    if verdict.preregistration:
+        out["preregistration"] = dict(verdict.preregistration)
+    return out
+
+
+def _provenance(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The essentials of a verdict's provenance: enough to say whether two records can agree to the bit."""
+    return {
+        "commit": provenance.get("commit"),
+        "dirty": provenance.get("dirty"),
+        "diff_hash": provenance.get("diff_hash"),
+        "claimkit_source": provenance.get("claimkit_source"),
+        "claim_code": provenance.get("claim_code"),
+        "device": describe_device(provenance.get("device")),
+        "versions": {k: v for k, v in (provenance.get("versions") or {}).items() if v is not None},
     }
 
 

@@ -85,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
         fail_on=fail_on,
         write_report=not (config.getoption("claimkit_no_report") or config.getini("claimkit_no_report")),
         command=shlex.join(["pytest", *config.invocation_params.args]),
+        checkout=config.rootpath,
     )
     config.stash[SESSION] = run
     if not _is_worker(config):  # xdist workers only decide; the controller collects and reports
@@ -145,7 +146,8 @@ def profile(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def claim(request: pytest.FixtureRequest) -> ClaimRecorder:
     """The claim named by the test's @pytest.mark.claim: its spec, plan and `decide`."""
-    return claim_for(request, request.config.stash[SESSION].specs)
+    run = request.config.stash[SESSION]
+    return claim_for(request, run.specs, command=run.command, preregistration=run.preregistration)
 
 
 class _ControllerHooks:
@@ -176,12 +178,15 @@ class _ControllerHooks:
         if run.verdicts:
             tr.write_sep("=", "claimkit verdicts")
             rows = run.summary_rows()
-            widths = [max(len(row[i]) for row in rows) for i in range(3)]
+            widths = [max(len(getattr(row, name)) for row in rows) for name in ("claim_id", "profile", "outcome")]
             colours = {"SUPPORTED": {"green": True}, "REFUTED": {"red": True}, "INCONCLUSIVE": {"yellow": True}}
-            for claim_id, profile_name, outcome, numbers, paper in rows:
-                tr.write(f"{claim_id:<{widths[0]}}  {profile_name:<{widths[1]}}  ")
-                tr.write(f"{outcome:<{widths[2]}}", bold=True, **colours[outcome])
-                tr.write_line(f"  {numbers}  | paper: {paper}")
+            for row in rows:
+                tr.write(f"{row.claim_id:<{widths[0]}}  {row.profile:<{widths[1]}}  ")
+                tr.write(f"{row.outcome:<{widths[2]}}", bold=True, **colours[row.outcome])
+                tags = "".join(f"  {tag}" for tag, _ in row.notes)
+                tr.write_line(f"{tags}  {row.numbers}  | paper: {row.paper}")
+                for _, line in row.notes:
+                    tr.write_line(f"    {line}")
         for nodeid in run.not_verdicts:
             tr.write_line(f"claimkit: {nodeid} decided a verdict and then failed: counted as an error, not a verdict")
         if run.report_note:

@@ -3,7 +3,8 @@
 On the controller (the only process when xdist is not used) it collects verdicts
 from test reports, prints them, writes the report and decides the exit status:
 refuted or inconclusive verdicts fail the session only as `--claimkit-fail-on`
-says; any failure or error that is not a verdict always does.
+says; any failure or error that is not a verdict always does. In every process it
+compares each claim spec with its pre-registration lock, once per run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from claimkit.fixture import verdict_dicts
-from claimkit.spec import PaperSpec, load_specs
+from claimkit.preregistration import SpecCheck, check_spec
+from claimkit.spec import ClaimSpec, PaperSpec, load_specs
 from claimkit.verdict import Outcome, Verdict
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ class ClaimkitSession:
         fail_on: str,
         write_report: bool,
         command: str,
+        checkout: Path | None = None,
     ) -> None:
         if fail_on not in FAIL_ON:
             raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
@@ -96,6 +99,7 @@ class ClaimkitSession:
         self.fail_on = fail_on
         self.write_report = write_report
         self.command = command
+        self.checkout = checkout or specs_dir  # where the run's commit is read: the run's root directory
         self.verdicts: list[Verdict] = []
         self.verdict_failures = 0  # failed reports that carry a refuted verdict
         self.not_verdicts: list[str] = []  # reports that recorded a verdict, then failed otherwise
@@ -104,6 +108,7 @@ class ClaimkitSession:
         self.written: WrittenRun | None = None
         self._specs: dict[str, PaperSpec] | None = None
         self._profiles: list[ProfileChoice] | None = None
+        self._locks: dict[str, SpecCheck] = {}
 
     # -- lazily loaded inputs (each xdist worker loads its own) --
 
@@ -116,6 +121,12 @@ class ClaimkitSession:
         if self._profiles is None:
             self._profiles = select_profiles(read_profiles(self.profiles_dir), self.profile_names, self.profiles_dir)
         return self._profiles
+
+    def preregistration(self, paper_spec: PaperSpec, claim: ClaimSpec) -> dict[str, Any]:
+        """A verdict's pre-registration field: the spec and its inputs against the lock, checked once per run."""
+        if paper_spec.paper not in self._locks:
+            self._locks[paper_spec.paper] = check_spec(paper_spec)
+        return self._locks[paper_spec.paper].for_claim(claim.id)
 
     # -- controller: collect, summarise, finish --
 
@@ -182,25 +193,43 @@ class ClaimkitSession:
 
     def _write(self) -> None:
         import claimkit
+        from claimkit.provenance import run_provenance
         from claimkit.report import write_run
 
         try:
             self.written = write_run(
-                self.report_dir, self.verdicts, command=self.command, claimkit_version=claimkit.__version__
+                self.report_dir, self.verdicts, command=self.command, claimkit_version=claimkit.__version__,
+                provenance=run_provenance(command=self.command, checkout=self.checkout),
             )
         except OSError as exc:
             self.report_note = f"could not be written to {self.report_dir}: {exc}"
             return
+        self.verdicts = list(self.written.document.verdicts)  # with what history adds (rules changed after a result)
         self.report_note = f"written to {self.written.run_dir} (report.html, report.md, verdicts.json)"
 
-    def summary_rows(self) -> list[tuple[str, str, str, str, str]]:
-        """(claim, profile, verdict, key numbers, paper) per verdict, in a stable order."""
-        from claimkit.report.markdown import key_numbers, paper_numbers
+    def summary_rows(self) -> list[SummaryRow]:
+        """One row per verdict, in a stable order."""
+        from claimkit.report.markdown import key_numbers, paper_numbers, preregistration_notes
 
         ordered = sorted(self.verdicts, key=lambda v: (v.claim_id, v.profile, v.model))
         return [
-            (v.claim_id, v.profile, v.outcome.value.upper(), key_numbers(v), paper_numbers(v)) for v in ordered
+            SummaryRow(v.claim_id, v.profile, v.outcome.value.upper(), key_numbers(v), paper_numbers(v),
+                       preregistration_notes(v))
+            for v in ordered
         ]
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """A verdict's row in the terminal summary; `notes` are (tag, line) pairs such as
+    ("[not pre-registered]", "not pre-registered: claim d-1 changed since the lock")."""
+
+    claim_id: str
+    profile: str
+    outcome: str
+    numbers: str
+    paper: str
+    notes: tuple[tuple[str, str], ...] = ()
 
 
 def _count(n: int, noun: str, plural: str | None = None) -> str:

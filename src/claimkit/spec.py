@@ -2,14 +2,18 @@
 
 A spec is a TOML file under `fixtures/claims/`. It is validated on load (errors
 name the file, the claim and the field) and hashed; the hash goes into every
-verdict so a report can be tied to the exact rules it was decided by.
+verdict so a report can be tied to the exact rules it was decided by. Each claim
+has a hash of its own too (its table, its ancestors' and `[experiment]`), so a
+changed rule is attributable to the claim it decides. `[preregistration] inputs`
+names the files and directories outside the spec that decisions depend on;
+`claimkit.preregistration` locks them with the spec.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,6 +47,7 @@ class ClaimSpec:
     rule: Mapping[str, Any]
     profiles: Mapping[str, SamplePlan]
     requires: tuple[str, ...] = ()  # manipulation checks that must pass before this claim is tested
+    hash: str = ""  # claim_hash: what decides this claim, and nothing else of the spec
 
     def plan(self, profile: str) -> SamplePlan:
         """The sample plan for `profile`; sub-claims inherit their parent's plan."""
@@ -86,6 +91,12 @@ class PaperSpec:
     schema: int = 1
     checks: Mapping[str, CheckSpec] = field(default_factory=dict)
     calibration: Mapping[str, Any] = field(default_factory=dict)
+    #: Inputs outside the spec that decisions depend on, as declared: paths relative to the spec file.
+    preregistration_inputs: tuple[str, ...] = ()
+
+    def input_path(self, declared: str) -> Path:
+        """Where a declared pre-registration input is (relative to the spec's directory)."""
+        return self.path.parent / declared
 
     def experiment_for(self, profile: str) -> dict[str, Any]:
         """Experiment settings with the profile's overrides applied."""
@@ -98,6 +109,28 @@ def spec_hash(data: Mapping[str, Any]) -> str:
     """Hash of the parsed spec: formatting and comments do not change it, values do."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def claim_hash(
+    raw_claims: Mapping[str, Any], claim_id: str, experiment: Mapping[str, Any],
+    checks: Mapping[str, Any] | None = None,
+) -> str:
+    """Hash of what decides one claim: its table, its ancestors' (a sub-claim inherits its
+    parent's plans and is decided on its samples), the spec's `[experiment]` table and the
+    manipulation checks it requires (a check decides whether it is tested at all).
+    Like `spec_hash`, it ignores formatting and comments."""
+    chain = []
+    seen: set[str] = set()
+    current: Any = claim_id
+    while isinstance(current, str) and current in raw_claims and current not in seen:
+        seen.add(current)
+        chain.append({"id": current, "table": raw_claims[current]})
+        current = raw_claims[current].get("parent")
+    payload: dict[str, Any] = {"claims": chain, "experiment": experiment}
+    required = raw_claims.get(claim_id, {}).get("requires") or []
+    if required and checks:
+        payload["checks"] = {c: checks.get(c) for c in sorted(required)}
+    return spec_hash(payload)
 
 
 def load_spec(path: str | Path) -> PaperSpec:
@@ -152,7 +185,9 @@ def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
 
     claims = {cid: _parse_claim(where, paper, cid, raw, schema) for cid, raw in raw_claims.items()}
     claims = _inherit_plans(where, claims)
-    checks = _parse_checks(where, _optional(data, "checks", dict, where) or {})
+    raw_checks = _optional(data, "checks", dict, where) or {}
+    claims = {cid: replace(c, hash=claim_hash(raw_claims, cid, experiment, raw_checks)) for cid, c in claims.items()}
+    checks = _parse_checks(where, raw_checks)
     for claim in claims.values():
         unknown = [c for c in claim.requires if c not in checks]
         if unknown:
@@ -171,7 +206,30 @@ def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
         schema=schema,
         checks=checks,
         calibration=_optional(data, "calibration", dict, where) or {},
+        preregistration_inputs=_preregistration_inputs(data, where),
     )
+
+
+def _preregistration_inputs(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    table = _optional(data, "preregistration", dict, where)
+    if table is None:
+        return ()
+    where = f"{where}: [preregistration]"
+    unknown = sorted(set(table) - {"inputs"})
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}; the table has only 'inputs'")
+    inputs = table.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(i, str) and i.strip() for i in inputs):
+        raise SpecError(f"{where}: field 'inputs' must be a list of paths (strings) relative to the spec file, "
+                        f"got {inputs!r}")
+    absolute = [i for i in inputs if Path(i).is_absolute()]
+    if absolute:
+        raise SpecError(f"{where}: field 'inputs' must name paths relative to the spec file, not {absolute[0]!r}: "
+                        "a lock must mean the same on every checkout")
+    repeated = sorted({i for i in inputs if inputs.count(i) > 1})
+    if repeated:
+        raise SpecError(f"{where}: field 'inputs' names {repeated[0]!r} more than once")
+    return tuple(inputs)
 
 
 def _parse_checks(file: str, raw: Mapping[str, Any]) -> dict[str, CheckSpec]:
@@ -252,7 +310,7 @@ def _inherit_plans(file: str, claims: dict[str, ClaimSpec]) -> dict[str, ClaimSp
                 raise SpecError(f"{file}: claim {cid!r}: field 'parent' names unknown claim {claim.parent!r}")
             if not claim.profiles:
                 parent = claims[claim.parent]
-                claim = ClaimSpec(**{**claim.__dict__, "profiles": parent.profiles})
+                claim = replace(claim, profiles=parent.profiles)
         out[cid] = claim
     return out
 

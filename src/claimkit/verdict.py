@@ -2,8 +2,10 @@
 
 A claim test ends in a `Decision` (what the pre-registered rule concluded and
 why); the plugin turns it into a `Verdict` by adding who/what/where (claim,
-profile, model, spec hash, seeds). Both are frozen, JSON-round-trippable
-records: they cross xdist workers, reports and scan files.
+profile, model, spec and claim hashes, seeds, whether the spec was locked before
+the run, and the provenance: commit, code hashes, package versions, device). Both
+are frozen, JSON-round-trippable records: they cross xdist workers, reports and
+scan files. Fields added later default to empty, so older records still load.
 """
 
 from __future__ import annotations
@@ -122,7 +124,19 @@ class Verdict:
     nodeid: str = ""
     created: str = ""
     claimkit_version: str = ""
-    decided_by: str = ""
+    decided_by: str = ""  # the test whose result set the outcome
+    claim_hash: str = ""  # ClaimSpec.hash: this claim's rule, plans, parent and [experiment]
+    #: claimkit.preregistration: {"status", "lock", "locked_at", "differs"}, plus
+    #: "changed_after_result" when history holds a result decided under another claim hash.
+    preregistration: Mapping[str, Any] = field(default_factory=dict)
+    #: claimkit.provenance.verdict_provenance: commit, dirty, code hashes, versions, device, command.
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def preregistered(self) -> bool | None:
+        """Whether the spec and inputs were the locked ones; None for a record that does not say."""
+        status = self.preregistration.get("status")
+        return None if status is None else status == "preregistered"
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
@@ -145,6 +159,8 @@ class Verdict:
             evidence=evidence,
             seeds=tuple(data.get("seeds", ())),
             rule=dict(data.get("rule", {})),
+            preregistration=dict(data.get("preregistration") or {}),
+            provenance=dict(data.get("provenance") or {}),
         )
         return cls(**kwargs)
 

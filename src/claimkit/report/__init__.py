@@ -2,15 +2,17 @@
 
 `write_run` is what the pytest plugin calls at the end of a session; `render_run`
 re-draws a run's human-readable reports from its verdicts.json (`claimkit report`).
+A run's verdicts are checked against history as they are written: a claim decided
+under a rule that changed after an earlier result was recorded is flagged.
 Importing this package is light: matplotlib is imported only when plots are drawn.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from claimkit.report.history import (
     HISTORY_FILE,
@@ -20,6 +22,7 @@ from claimkit.report.history import (
     append_history,
     compare,
     drifts,
+    flag_changed_rules,
     new_run_id,
     previous_run_id,
     read_history,
@@ -66,11 +69,13 @@ def write_run(
     command: str,
     claimkit_version: str,
     run_id: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> WrittenRun:
     """Write `<report_dir>/<run-id>/`, append history, move `latest` to it.
 
     Verdicts are sorted by (claim, profile, model) so a run's report does not depend
-    on which xdist worker finished first.
+    on which xdist worker finished first. `provenance` is the run's own
+    (`claimkit.provenance.run_provenance`); each verdict carries its decider's.
     """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +90,7 @@ def write_run(
         command=command,
         profiles=tuple(sorted({v.profile for v in ordered})),
         verdicts=ordered,
+        provenance=dict(provenance or {}),
         artifacts={
             "run_dir": run_id,
             "verdicts_json": f"{run_id}/{VERDICTS_FILE}",
@@ -98,7 +104,8 @@ def write_run(
 
     # Two runs finishing together must not interleave history lines or race on `latest`.
     with FileLock(str(report_dir / _LOCK_FILE)):
-        previous, changes = _changes_since_previous(report_dir, run_id, ordered)
+        document = replace(document, verdicts=flag_changed_rules(ordered, read_history(report_dir)))
+        previous, changes = _changes_since_previous(report_dir, run_id, document.verdicts)
         render_run(run_dir, document, changes=changes, previous_run=previous)
         write_document(document, run_dir / VERDICTS_FILE)
         append_history(report_dir, document)

@@ -9,6 +9,12 @@ reports/latest.txt               the newest run id, only where symlinks cannot b
 reports/latest.json              a copy of the newest run's verdicts.json
 reports/history.jsonl            one line per verdict per run
 ```
+
+History also keeps rules honest: each row carries the claim's hash (`ClaimSpec.hash`),
+and a verdict decided under a claim hash other than that of an earlier recorded
+verdict of the same claim and profile is flagged "changed after a result was seen",
+in its row and in its record, whatever the lock says: a rule re-locked after its
+result was known is still a rule chosen after the result.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -60,12 +66,33 @@ def history_rows(document: RunDocument) -> list[dict[str, Any]]:
                 "model": verdict.model,
                 "outcome": verdict.outcome.value,
                 "spec_hash": verdict.spec_hash,
+                "claim_hash": verdict.claim_hash or None,
+                "changed_after_result": verdict.preregistration.get("changed_after_result"),
                 "estimate": None
                 if key is None
                 else {"name": key.name, "value": key.value, "low": key.low, "high": key.high},
             }
         )
     return rows
+
+
+def flag_changed_rules(verdicts: Iterable[Verdict], rows: Iterable[dict[str, Any]]) -> tuple[Verdict, ...]:
+    """`verdicts`, each one decided under another claim hash than an earlier verdict of the same claim
+    and profile in history `rows` flagged: `preregistration["changed_after_result"]` names the latest
+    such verdict ({"run_id", "created", "outcome", "claim_hash"}). Rows and verdicts without a claim
+    hash (older runs) are not compared."""
+    earlier: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("claim_hash"):
+            earlier.setdefault((row.get("claim_id"), row.get("profile")), []).append(row)
+    flagged = []
+    for verdict in verdicts:
+        seen = [r for r in earlier.get((verdict.claim_id, verdict.profile), ()) if r["claim_hash"] != verdict.claim_hash]
+        if verdict.claim_hash and seen:
+            flag = {key: seen[-1].get(key) for key in ("run_id", "created", "outcome", "claim_hash")}
+            verdict = replace(verdict, preregistration={**verdict.preregistration, "changed_after_result": flag})
+        flagged.append(verdict)
+    return tuple(flagged)
 
 
 def append_history(report_dir: Path, document: RunDocument) -> None:

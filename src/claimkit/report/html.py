@@ -7,15 +7,20 @@ import base64
 from html import escape
 from typing import Any, Sequence
 
+from claimkit.provenance import describe_device
 from claimkit.report.history import Change
 from claimkit.report.json_report import RunDocument
 from claimkit.report.markdown import (
+    changed_rule,
     extra_without_plots,
     format_estimate,
     key_numbers,
     outcome_counts,
     paper_numbers,
     plain_json,
+    preregistration_notes,
+    preregistration_text,
+    provenance_facts,
 )
 from claimkit.report.plots import Plot, PlotProblem
 from claimkit.verdict import Verdict
@@ -32,6 +37,7 @@ blockquote { border-left: 4px solid #bbb; margin: 0.5em 0; padding-left: 1em; co
 section.verdict { border-top: 1px solid #ddd; margin-top: 1.5em; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
 .problem { color: #c62828; font-style: italic; }
+.unregistered { color: #c62828; }
 img { max-width: 100%; }
 """
 
@@ -54,6 +60,7 @@ def render_html(
     ):
         body.append(f"<li>{escape(name)}: {escape(str(value))}</li>")
     body += ["</ul>", "<h2>Summary</h2>", _summary_table(document.verdicts)]
+    body += _provenance_section(document)
     body += _changes_section(changes, previous_run)
     body.append("<h2>Verdicts</h2>")
     for index, verdict in enumerate(document.verdicts):
@@ -74,12 +81,29 @@ def render_html(
 def _summary_table(verdicts: Sequence[Verdict]) -> str:
     rows = [
         _row(
-            [f'<a href="#v{i}">{escape(v.claim_id)}</a>', escape(v.profile), escape(v.model), _outcome(v),
+            [f'<a href="#v{i}">{escape(v.claim_id)}</a>', escape(v.profile), escape(v.model), _outcome(v) + _tags(v),
              escape(key_numbers(v)), escape(paper_numbers(v))]
         )
         for i, v in enumerate(verdicts)
     ]
     return _table(["claim", "profile", "model", "verdict", "key numbers", "paper"], rows)
+
+
+def _tags(verdict: Verdict) -> str:
+    return "".join(f' <span class="unregistered">{escape(tag)}</span>' for tag, _ in preregistration_notes(verdict))
+
+
+def _provenance_section(document: RunDocument) -> list[str]:
+    facts = provenance_facts(document)
+    if not facts:
+        return []
+    out = ["<h2>Provenance</h2>", "<ul>"] + [f"<li>{escape(k)}: {escape(v)}</li>" for k, v in facts] + ["</ul>"]
+    flagged = [(v, note) for v in document.verdicts for _, note in preregistration_notes(v)]
+    if flagged:
+        out += ["<p>Rules a reader should know about:</p>", "<ul>"]
+        out += [f'<li class="unregistered">{escape(f"{v.claim_id} [{v.profile}]: {note}")}</li>' for v, note in flagged]
+        out.append("</ul>")
+    return out
 
 
 def _changes_section(changes: Sequence[Change] | None, previous_run: str | None) -> list[str]:
@@ -108,11 +132,16 @@ def _verdict_section(index: int, verdict: Verdict, plots: Sequence[Plot], proble
         ("n", verdict.n),
         ("n per group to decide", verdict.n_to_decide),
         ("spec hash", verdict.spec_hash),
+        ("claim hash", verdict.claim_hash or None),
+        ("pre-registration", preregistration_text(verdict)),
         ("test", verdict.nodeid or None),
         ("decided", verdict.created),
+        ("device", describe_device(verdict.provenance.get("device")) if verdict.provenance else None),
     ]
     out += [f"<li>{escape(k)}: {escape(str(v))}</li>" for k, v in facts if v not in (None, "")]
     out.append("</ul>")
+    if verdict.preregistration.get("changed_after_result"):
+        out.append(f'<p class="unregistered"><b>Changed after a result was seen:</b> {escape(changed_rule(verdict))}</p>')
     if ev.estimates:
         rows = [
             _row([escape(e.name), escape(format_estimate(e)), escape(e.method or "-")])
@@ -138,6 +167,8 @@ def _verdict_section(index: int, verdict: Verdict, plots: Sequence[Plot], proble
     extra = extra_without_plots(verdict)
     if extra:
         out.append(f"<details><summary>more evidence</summary><pre>{escape(plain_json(extra))}</pre></details>")
+    if verdict.provenance:
+        out.append(f"<details><summary>provenance</summary><pre>{escape(plain_json(dict(verdict.provenance)))}</pre></details>")
     for plot in plots:
         data = base64.b64encode(plot.png).decode("ascii")
         out.append(f'<figure><img alt="{escape(plot.title)}" src="data:image/png;base64,{data}">'

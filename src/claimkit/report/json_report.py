@@ -3,9 +3,13 @@
 ```
 {"schema": 1, "run_id": "...", "created": "...", "claimkit_version": "...",
  "command": "pytest claims/ -n 2", "profiles": ["organism"],
+ "provenance": {"commit": "...", "dirty": false, "versions": {...}, "device": {...}, ...},
  "verdicts": [Verdict.to_dict(), ...],
  "artifacts": {"run_dir": "<run-id>", "report_md": "<run-id>/report.md", ...}}
 ```
+
+`provenance` (the run's, from the process that wrote it: `claimkit.provenance`)
+came later; a document without it reads as one with an empty mapping.
 
 Artifact paths are relative to the report directory (the folder that holds
 `history.jsonl`, `latest` and `latest.json`), so they read the same from a run's
@@ -42,6 +46,7 @@ class RunDocument:
     profiles: tuple[str, ...]
     verdicts: tuple[Verdict, ...]
     artifacts: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,7 @@ class RunDocument:
             "claimkit_version": self.claimkit_version,
             "command": self.command,
             "profiles": list(self.profiles),
+            "provenance": dict(self.provenance),
             "verdicts": [v.to_dict() for v in self.verdicts],
             "artifacts": dict(self.artifacts),
         }
@@ -85,6 +91,7 @@ def document_from_dict(data: Any, where: str = "verdicts.json") -> RunDocument:
         profiles=tuple(data.get("profiles") or ()),
         verdicts=tuple(verdicts),
         artifacts=dict(data.get("artifacts") or {}),
+        provenance=dict(data["provenance"]) if isinstance(data.get("provenance"), dict) else {},
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+from claimkit.provenance import describe_device
 from claimkit.report.history import Change
 from claimkit.report.json_report import RunDocument
 from claimkit.report.plots import Plot, PlotProblem
@@ -47,6 +48,86 @@ def plain_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def preregistration_notes(verdict: Verdict) -> tuple[tuple[str, str], ...]:
+    """(tag, line) pairs for what a reader must know before trusting the rule: a spec or input
+    that is not the locked one, and a rule changed after an earlier result was recorded."""
+    notes = []
+    if verdict.preregistered is False:
+        differs = "; ".join(verdict.preregistration.get("differs") or ()) or "not locked"
+        notes.append(("[not pre-registered]", f"not pre-registered: {differs}"))
+    changed = verdict.preregistration.get("changed_after_result")
+    if changed:
+        notes.append(("[changed after a result was seen]", f"changed after a result was seen: {changed_rule(verdict)}"))
+    return tuple(notes)
+
+
+def preregistration_text(verdict: Verdict) -> str | None:
+    """"preregistered (lock L, locked at T)" or "not pre-registered: what differs (lock L)";
+    None for a record that does not say."""
+    record = verdict.preregistration
+    if verdict.preregistered is None:
+        return None
+    if verdict.preregistered:
+        return f"preregistered (lock {record.get('lock')}, locked at {record.get('locked_at')})"
+    return f"not pre-registered: {'; '.join(record.get('differs') or ()) or 'not locked'} (lock {record.get('lock')})"
+
+
+def changed_rule(verdict: Verdict) -> str:
+    """What history says about a claim whose rule changed after a result: which run, which hashes
+    (shortened; the record has them in full)."""
+    seen = verdict.preregistration.get("changed_after_result") or {}
+    return (f"run {seen.get('run_id')} recorded {seen.get('outcome')} under claim hash "
+            f"{short_hash(seen.get('claim_hash'))}; this verdict was decided under {short_hash(verdict.claim_hash)}")
+
+
+def short_hash(value: Any, digits: int = 12) -> str:
+    """"sha256:0123456789ab" of a "sha256:<64 hex>" hash: enough to tell two apart in a sentence."""
+    text = str(value)
+    algorithm, sep, digest = text.partition(":")
+    return f"{algorithm}:{digest[:digits]}" if sep else text[:digits]
+
+
+def commit_text(provenance: Mapping[str, Any]) -> str:
+    """"<commit> (clean)", "<commit> (dirty, diff <hash>)" or "not a git checkout"."""
+    if not provenance.get("commit"):
+        return "not a git checkout"
+    if provenance.get("dirty"):
+        return f"{provenance['commit']} (dirty, diff {provenance.get('diff_hash')})"
+    return f"{provenance['commit']} (clean)"
+
+
+def versions_text(provenance: Mapping[str, Any]) -> str:
+    versions = provenance.get("versions") or {}
+    return ", ".join(f"{name} {version or '(not installed)'}" for name, version in versions.items()) or "-"
+
+
+def provenance_facts(document: RunDocument) -> list[tuple[str, str]]:
+    """The run's provenance for people: its own record, and what its verdicts add (claim code, devices)."""
+    run = document.provenance
+    records = [v.provenance for v in document.verdicts if v.provenance]
+    if not run and not records:
+        return []
+    every = ([run] if run else []) + records
+    facts = [("commit", "; ".join(sorted({commit_text(p) for p in every})))]
+    sources = sorted({p["claimkit_source"] for p in every if p.get("claimkit_source")})
+    if sources:
+        facts.append(("claimkit source", ", ".join(sources)))
+    code = sorted({f"{p.get('claim_dir')} {p['claim_code']}" for p in records if p.get("claim_code")})
+    if code:
+        facts.append(("claim code", "; ".join(code)))
+    facts.append(("packages", versions_text(every[0])))
+    if run.get("device"):
+        facts.append(("device (report)", describe_device(run["device"])))
+    devices = sorted({describe_device(p.get("device")) for p in records})
+    if devices:
+        facts.append(("device (verdicts)", "; ".join(devices)))
+    locked = [v for v in document.verdicts if v.preregistered is not None]
+    if locked:
+        count = sum(bool(v.preregistered) for v in locked)
+        facts.append(("pre-registration", f"{count} of {len(locked)} verdicts decided under the locked spec and inputs"))
+    return facts
+
+
 def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
@@ -81,9 +162,11 @@ def render_markdown(
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for v in document.verdicts:
-        cells = [v.claim_id, v.profile, v.model, f"**{v.outcome.value}**", key_numbers(v), paper_numbers(v)]
+        outcome = " ".join([f"**{v.outcome.value}**", *(tag for tag, _ in preregistration_notes(v))])
+        cells = [v.claim_id, v.profile, v.model, outcome, key_numbers(v), paper_numbers(v)]
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     out.append("")
+    out += _provenance_section(document)
     out += _changes_section(changes, previous_run)
     out += ["## Verdicts", ""]
     for index, verdict in enumerate(document.verdicts):
@@ -94,6 +177,18 @@ def render_markdown(
             plots_dir,
         )
     return "\n".join(out).rstrip() + "\n"
+
+
+def _provenance_section(document: RunDocument) -> list[str]:
+    facts = provenance_facts(document)
+    if not facts:
+        return []
+    out = ["## Provenance", ""] + [f"- {name}: {value}" for name, value in facts] + [""]
+    flagged = [(v, note) for v in document.verdicts for tag, note in preregistration_notes(v)]
+    if flagged:
+        out += ["Rules a reader should know about:", ""]
+        out += [f"- {v.claim_id} [{v.profile}]: {note}" for v, note in flagged] + [""]
+    return out
 
 
 def _changes_section(changes: Sequence[Change] | None, previous_run: str | None) -> list[str]:
@@ -117,10 +212,16 @@ def _verdict_section(verdict: Verdict, plots: Sequence[Plot], problems: Sequence
         ("n", verdict.n),
         ("n per group to decide", verdict.n_to_decide),
         ("spec hash", f"`{verdict.spec_hash}`"),
+        ("claim hash", f"`{verdict.claim_hash}`" if verdict.claim_hash else None),
+        ("pre-registration", preregistration_text(verdict)),
         ("test", f"`{verdict.nodeid}`" if verdict.nodeid else None),
         ("decided", verdict.created),
+        ("device", describe_device(verdict.provenance.get("device")) if verdict.provenance else None),
     ]
     out += [f"- {name}: {value}" for name, value in facts if value not in (None, "")] + [""]
+    changed = verdict.preregistration.get("changed_after_result")
+    if changed:
+        out += [f"**Changed after a result was seen:** {changed_rule(verdict)}", ""]
     if ev.estimates:
         out += ["| estimate | value | 95% interval | n | method |", "| --- | --- | --- | --- | --- |"]
         for e in ev.estimates:
@@ -150,6 +251,9 @@ def _verdict_section(verdict: Verdict, plots: Sequence[Plot], problems: Sequence
     extra = extra_without_plots(verdict)
     if extra:
         out += ["<details><summary>more evidence</summary>", "", "```json", plain_json(extra), "```", "", "</details>", ""]
+    if verdict.provenance:
+        out += ["<details><summary>provenance</summary>", "", "```json", plain_json(dict(verdict.provenance)), "```", "",
+                "</details>", ""]
     for plot in plots:
         out += [f"![{plot.title}]({plots_dir}/{plot.filename})", ""]
     for problem in problems:
