@@ -37,6 +37,7 @@ import os
 import resource
 import sys
 import traceback
+import types
 
 # Outcomes, as claimkit.sandbox.Outcome names them.
 PASSED, FAILED, ERROR = "passed", "failed", "error"
@@ -71,7 +72,11 @@ def main() -> None:
 
 def _run(code: str, checks: str) -> tuple[str, str]:
     """Execute the program, then its checks, in one namespace; (outcome, reason)."""
-    namespace = {"__name__": "__sandbox__", "__builtins__": builtins}  # not "__main__": demo blocks stay off
+    # A real module, so that what needs a class's module finds it (dataclasses, pickle); not
+    # named "__main__", so `if __name__ == "__main__":` demo blocks of the answer stay off.
+    module = types.ModuleType("__sandbox__")
+    sys.modules[module.__name__] = module
+    namespace = module.__dict__
     for label, source in (("program", code), ("checks", checks)):
         try:
             compiled = compile(source, f"<{label}>", "exec")
