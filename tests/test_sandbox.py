@@ -189,3 +189,18 @@ def test_bad_arguments_say_what_to_pass():
         run_program("pass\n", timeout=0)
     with pytest.raises(ValueError, match="workers must be a positive whole number"):
         run_checks(["pass\n"], workers=0)
+
+
+def test_the_program_runs_as_a_module_that_is_not_main():
+    source = """
+        import dataclasses, pickle
+
+        @dataclasses.dataclass(frozen=True)
+        class Point:
+            x: int
+
+        assert pickle.loads(pickle.dumps(Point(1))) == Point(1)
+        if __name__ == "__main__":
+            raise RuntimeError("a demo block ran")
+    """
+    assert run(source).passed
