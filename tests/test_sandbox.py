@@ -66,6 +66,7 @@ def test_a_memory_bomb_is_stopped_by_the_memory_limit(bomb):
         ("import subprocess\nsubprocess.check_output('touch {marker}', shell=True)\n", "subprocess.Popen"),
         ("import os\nif os.fork() == 0:\n    open('{marker}', 'w').close()\n", "os.fork"),
         ("import os, signal\nos.kill(os.getppid(), signal.SIGTERM)\n", "os.kill"),
+        ("import threading\nthreading.Thread(target=print).start()\n", "starting a thread"),
         ("import os\nos.remove('{marker}.keep')\n", "os.remove outside the sandbox directory"),
         ("import shutil\nshutil.rmtree('{keep_dir}')\n", "shutil.rmtree outside the sandbox directory"),
         ("from pathlib import Path\nPath('{marker}').write_text('x')\n", "open('{marker}', 'w')"),

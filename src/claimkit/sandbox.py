@@ -10,9 +10,9 @@ isolated mode: no user site, no PYTHON* variables, no bytecode written) started 
   - a fresh temporary directory as working directory, HOME and TMPDIR, removed afterwards;
   - a minimal environment (nothing inherited: no tokens, no proxies, no secrets);
   - resource limits: address space, CPU seconds, file size, open files, no new
-    processes where the kernel enforces it;
+    processes or threads where the kernel enforces it (not for root);
   - no network (a new network namespace where allowed, and socket creation refused);
-  - process, signal and file-system functions stubbed in the spirit of HumanEval's
+  - process, thread, signal and file-system functions stubbed in the spirit of HumanEval's
     `reliability_guard` (openai/human-eval, human_eval/execution.py): changes to
     files outside the temporary directory are refused;
   - a wall-clock timeout, after which its whole process group is killed.

@@ -15,7 +15,7 @@ Before the program runs, in this order:
   3. the process leaves the network: a new, empty network namespace where the kernel
      allows it (`unshare(CLONE_NEWNET)`), and in every case socket creation and name
      lookups raise `OSError`, as on a machine without network;
-  4. process, signal, privilege and file-system functions are replaced by stubs in
+  4. process, thread, signal, privilege and file-system functions are replaced by stubs in
      the spirit of HumanEval's `reliability_guard` (openai/human-eval,
      human_eval/execution.py); deleting, renaming, changing modes and writing files is
      allowed inside `root` only.
@@ -130,8 +130,9 @@ def _limit_resources(limits: dict[str, int]) -> None:
         resource.RLIMIT_FSIZE: limits["file_size_bytes"],
         resource.RLIMIT_NOFILE: limits["open_files"],
         resource.RLIMIT_CORE: 0,
-        # Counts every process of the user: 0 forbids fork (and threads) for an unprivileged
-        # user; root is exempt, which is why fork and friends are also stubbed below.
+        # Counts every process and thread of the user: 0 forbids both for an unprivileged
+        # user; root is exempt, which is why fork, exec and threads are also stubbed below
+        # (so that a program behaves the same whoever runs the sandbox).
         resource.RLIMIT_NPROC: 0,
     }
     for which, value in wanted.items():
@@ -263,6 +264,10 @@ def _install_guards(root: str, violations: list[str]) -> None:
             if hasattr(module, name):
                 setattr(module, name, blocked(f"os.{name}"))
     subprocess.Popen = BlockedPopen
+    import _thread
+    import threading
+
+    _thread.start_new_thread = threading._start_new_thread = blocked("starting a thread")
     import _posixsubprocess
 
     _posixsubprocess.fork_exec = blocked("_posixsubprocess.fork_exec")
