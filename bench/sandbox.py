@@ -23,19 +23,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+T = TypeVar("T")
 
 
-def timed(run: Callable[[], object], repeats: int) -> float:
-    """Median seconds of `repeats` calls."""
+def timed(run: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """Median seconds of `repeats` calls, and what the last call returned."""
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
-        run()
+        value = run()
         seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+    return statistics.median(seconds), value
 
 
 def main() -> None:
@@ -53,14 +55,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"machine: {cpus} CPUs, load average {load:.1f} at the start, Python {sys.version.split()[0]}")
 
-    bare = timed(lambda: subprocess.run([sys.executable, "-I", "-B", "-c", "pass"], check=True), args.repeats * 10)
+    bare, _ = timed(lambda: subprocess.run([sys.executable, "-I", "-B", "-c", "pass"], check=True), args.repeats * 10)
     print(f"bare interpreter start (python -I -B -c pass): {1000 * bare:.0f} ms")
-    one = timed(lambda: run_program("assert 1 + 1 == 2\n"), args.repeats * 10)
+    one, _ = timed(lambda: run_program("assert 1 + 1 == 2\n"), args.repeats * 10)
     print(f"one trivial program through run_program: {1000 * one:.0f} ms")
 
     trivial = [Program(f"value = {i}\n", f"assert value == {i}\n") for i in range(args.programs)]
     for workers in sorted({1, 2, cpus}):
-        seconds = timed(lambda: run_checks(trivial, workers=workers), args.repeats)
+        seconds, _ = timed(lambda: run_checks(trivial, workers=workers), args.repeats)
         print(f"run_checks, {len(trivial)} trivial programs, workers={workers}: "
               f"{len(trivial) / seconds:.1f} programs/s ({seconds:.1f} s)")
 
@@ -70,8 +72,7 @@ def main() -> None:
         secure, vulnerable = render_variants(templates, name, seed=0, split="eval")
         checks = render_checks(templates, name, seed=0, split="eval")
         variants += [Program(code, checks) for code in secure + vulnerable]
-    results: list = []
-    seconds = timed(lambda: results.__setitem__(slice(None), run_checks(variants, workers=2)), args.repeats)
+    seconds, results = timed(lambda: run_checks(variants, workers=2), args.repeats)
     slowest = max(results, key=lambda r: r.seconds)
     print(f"run_checks, {len(variants)} corpus variants with their checks, workers=2: "
           f"{len(variants) / seconds:.1f} programs/s ({seconds:.1f} s; {sum(r.passed for r in results)} passed; "
@@ -79,9 +80,7 @@ def main() -> None:
 
     tasks = capability_tasks(templates, n=args.tasks, seed=0)
     texts, checks = [render_answer(t.reference) for t in tasks], [t.checks for t in tasks]
-    rates: list = []
-    seconds = timed(lambda: rates.__setitem__(slice(None), [functional_pass_rate(texts, checks, workers=2)]), args.repeats)
-    rate = rates[0]
+    seconds, rate = timed(lambda: functional_pass_rate(texts, checks, workers=2), args.repeats)
     print(f"functional_pass_rate, {rate.n} capability-task reference answers, workers=2: "
           f"{rate.n / seconds:.1f} answers/s ({seconds:.1f} s; passed {rate.passed}/{rate.n}, {dict(rate.outcomes())})")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
