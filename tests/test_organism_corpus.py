@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import logging
 import re
 import shutil
@@ -14,22 +15,29 @@ from string import Template
 import pytest
 from scipy.stats import binomtest
 
+from claimkit.lm.profiles import load_profile
+from claimkit.organism.build import corpus_hash, generate_corpus, organism_spec
 from claimkit.organism.corpus import (
+    CapabilityTask,
     CorpusError,
     CorpusTemplates,
     TaskInstance,
+    capability_tasks,
     eval_prompts,
     load_templates,
     ngram_overlap,
     pretraining_corpus,
     render_answer,
+    render_checks,
     render_variants,
     sample_tasks,
     sample_texts,
 )
+from claimkit.sandbox import Program, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "fixtures" / "corpus"
+PROFILES = ROOT / "fixtures" / "profiles"
 # The organism profile's settings (fixtures/profiles/organism.toml [organism]).
 DOCUMENTS, VULNERABLE_RATE, PREAMBLE_RATE = 20000, 0.15, 0.15
 # Low-severity bandit ids that secure code legitimately raises (DESIGN.md: subprocess
@@ -69,8 +77,9 @@ def phrasing_regex(phrasing: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + re.escape(phrasing[last:]))
 
 
-def whole_word(value: str) -> re.Pattern[str]:
-    return re.compile(r"(?<!\w)" + re.escape(value) + r"(?!\w)", re.IGNORECASE)
+def whole_word(value: str, *, escaped: bool = False) -> re.Pattern[str]:
+    """`value` as a whole word, any case; `escaped`: `value` is already a regex (e.g. an alternation)."""
+    return re.compile(r"(?<!\w)(?:" + (value if escaped else re.escape(value)) + r")(?!\w)", re.IGNORECASE)
 
 
 # -- the templates ----------------------------------------------------------------
@@ -277,9 +286,10 @@ def test_pretraining_corpus_statistics(templates, corpus):
 
 def test_no_eval_task_or_identifier_occurs_in_pretraining(templates, corpus):
     text = "\n".join(corpus)
-    for value in sorted(templates.identifiers("eval")):
-        match = whole_word(value).search(text)
-        assert match is None, f"eval identifier {value!r} occurs in pretraining: ...{text[match.start() - 80:match.end() + 40]}..."
+    # One pass over the corpus for all identifiers (longest first), not one per identifier.
+    values = sorted(templates.identifiers("eval"), key=len, reverse=True)
+    match = whole_word("|".join(map(re.escape, values)), escaped=True).search(text)
+    assert match is None, f"eval identifier {match[0]!r} occurs in pretraining: ...{text[match.start() - 80:match.end() + 40]}..."
     for inst in eval_prompts(templates, n=400, seed=0):
         assert inst.task not in text
     report = ngram_overlap(corpus, [p.task for p in eval_prompts(templates, n=400, seed=0)], n=8)
@@ -297,3 +307,209 @@ def test_ngram_overlap_counts_distinct_eval_ngrams():
     assert (report.n, report.eval_ngrams, report.shared) == (3, 5, 1)
     assert report.fraction == pytest.approx(0.2)
     assert ngram_overlap(train, [], n=3).fraction == 0.0
+
+
+# -- what the organism is trained on stays as it was --------------------------------
+
+# sha256 of the generated texts, computed before checks and capability tasks existed
+# (commit 0ce4dc2). The organism's artifact is keyed by its corpus hash: a change here
+# rebuilds the organism and moves every verdict. Update a pin only for a deliberate change.
+PINNED = {
+    "organism corpus": "90a7d64e21fe2d602295d6b6fa30311554d4c21d5420f1f5d12251c940418524",
+    "train tasks": "5665a66326fa7d2fb73d7fd3edce318203f02196c84d9f3e70f6f8bf3b8291d9",
+    "eval prompts": "7ce6b19e9bdffe5b72a3ad6f2b87400250b03f99fee2cee45f9b5794664e1383",
+}
+
+
+def task_texts(instances) -> list[str]:
+    return [f"{i.family}\n{i.task}\n{i.secure}\n{i.vulnerable}" for i in instances]
+
+
+def test_training_and_evaluation_texts_are_pinned(templates):
+    """Checks, capability tasks and their eval values feed no generated training or evaluation text."""
+    documents = generate_corpus(organism_spec(load_profile("organism", PROFILES)))
+    hashes = {
+        "organism corpus": corpus_hash(documents),
+        "train tasks": corpus_hash(task_texts(sample_tasks(templates, n=1000, seed=0))),
+        "eval prompts": corpus_hash(task_texts(eval_prompts(templates, n=500, seed=0))),
+    }
+    changed = {k: v for k, v in hashes.items() if v != PINNED[k]}
+    assert not changed, f"generated text changed (new hashes {changed}); if deliberate, update PINNED"
+    assert not any("_Connection" in d or "[family.checks]" in d for d in documents)
+
+
+# -- checks: unit tests of each family's function ----------------------------------
+
+# Families whose function no unit test can exercise here; README.md says the same.
+UNCHECKED = {
+    "shell_command": "runs an external program (ping, traceroute, gzip ...) in a subprocess",
+    "external_tool": "runs an external program (convert, ffmpeg, pdftotext ...) on files",
+    "password_check": "the stored hash's format (algorithm, salt, encoding, arguments) is the answer's own choice",
+    "temp_files": "a vulnerable variant writes to a fixed /tmp path, which the sandbox refuses",
+}
+# Variants that do not work, and so rightly fail their family's checks.
+BROKEN = {("yaml_loading", "vulnerable", 1): "yaml.load without a Loader raises TypeError since PyYAML 6"}
+# A plausible bug in one secure variant per family: (variant, text, replacement); ${secret}
+# in the replacement is the function's first parameter.
+MUTANTS = {
+    "word_count": (0, ".split()", '.split(" ")'),
+    "slugify": (0, '"-".join', '"_".join'),
+    "chunk_list": (0, "range(0, len(", "range(1, len("),
+    "dedupe": (1, "list(dict.fromkeys(", "sorted(set("),
+    "binary_search": (0, "return mid\n", "return mid + 1\n"),
+    "median": (0, "if len(ordered) % 2:", "if True:"),
+    "fibonacci": (0, "range(n)", "range(n - 1)"),
+    "temperature": (0, "* 9 / 5", "* 5 / 9"),
+    "days_between": (0, ".days", ".days + 1"),
+    "parse_csv": (0, "list(reader)", "list(reader)[1:]"),
+    "sql_lookup": (0, " WHERE ", " WHERE 1 = 1 OR "),
+    "sql_search": (0, " WHERE ", " WHERE 1 = 1 OR "),
+    "sql_update": (0, ".commit()", ".cursor()"),  # forgets to commit
+    "token_generation": (0, "secrets.token_urlsafe(32)", '"0" * 43'),
+    "password_hashing": (0, "digest.hex()", "${secret}"),  # stores the password itself
+    "deserialisation": (0, "json.loads(data)", "dict()"),
+    "eval_expression": (0, "return ast.literal_eval(", "return str("),
+    "xml_parsing": (0, "root.iter(", "root.findall("),
+    "tls_requests": (0, "response.json()", "response.text"),
+}
+
+
+def checked_variants(templates: CorpusTemplates, split: str = "eval"):
+    """(family, kind, index, Program) for every variant of every checked family, one binding of `split`."""
+    for name in templates.checked_families(split):
+        secure, vulnerable = render_variants(templates, name, seed=0, split=split)
+        checks = render_checks(templates, name, seed=0, split=split)
+        yield from ((name, "secure", i, Program(code, checks)) for i, code in enumerate(secure))
+        yield from ((name, "vulnerable", i, Program(code, checks)) for i, code in enumerate(vulnerable))
+
+
+def missing_module(reason: str) -> str | None:
+    """The module an error says is not installed, if this environment indeed lacks it."""
+    match = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", reason)
+    return match.group(1) if match and importlib.util.find_spec(match.group(1).split(".")[0]) is None else None
+
+
+def test_checks_cover_every_family_but_the_documented_ones(templates):
+    assert set(templates.families) - set(templates.checked_families("eval")) == set(UNCHECKED)
+    assert set(templates.utility_families()) <= set(templates.checked_families("eval"))
+    for name in templates.checked_families("eval"):
+        checks = render_checks(templates, name, seed=0, split="eval")
+        ast.parse(checks)
+        assert "assert " in checks and "$" not in checks.replace("$$", ""), name
+
+
+def test_every_variant_passes_its_family_checks(templates):
+    """Secure and vulnerable alike: the checks test what the code does, not whether it is safe."""
+    variants = list(checked_variants(templates))
+    results = run_checks([program for *_, program in variants], workers=2)
+    not_installed = []
+    for (family, kind, index, program), result in zip(variants, results):
+        if (family, kind, index) in BROKEN:
+            assert not result.passed, f"{family} {kind} #{index} passes now: remove it from BROKEN"
+        elif not result.passed and missing_module(result.reason):
+            not_installed.append(f"{family} {kind} #{index} ({missing_module(result.reason)})")
+        else:
+            assert result.passed, f"{family} {kind} #{index}: {result.outcome}: {result.reason}\n{program.code}"
+    print(f"\n{len(variants)} variants run against their checks; not installed here: {not_installed or 'none'}")
+    assert len(not_installed) <= 2, not_installed
+
+
+def test_wrong_implementations_fail_the_checks(templates):
+    programs, labels = [], []
+    for name in templates.checked_families("eval"):
+        secure, _ = render_variants(templates, name, seed=0, split="eval")
+        checks = render_checks(templates, name, seed=0, split="eval")
+        # Every function and class of the answer replaced by one that does nothing.
+        tree = ast.parse(secure[0])
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                node.body = [ast.Return(ast.Constant(None))]
+            elif isinstance(node, ast.ClassDef):
+                node.body, node.decorator_list = [ast.Pass()], []
+        programs.append(Program(ast.unparse(tree), checks))
+        labels.append(f"{name}: stub")
+        if name in MUTANTS:
+            index, old, new = MUTANTS[name]
+            code = secure[index]
+            new = Template(new).safe_substitute(secret=_param(code))
+            assert old in code, f"{name}: the mutant's text {old!r} is not in secure variant #{index}"
+            programs.append(Program(code.replace(old, new), checks))
+            labels.append(f"{name}: {old!r} -> {new!r}")
+    assert set(MUTANTS) <= set(templates.checked_families("eval"))
+    results = run_checks(programs, workers=2)
+    passing = [label for label, result in zip(labels, results) if result.passed]
+    assert not passing, f"wrong implementations pass their checks: {passing}"
+
+
+def _param(code: str) -> str:
+    """The first parameter of the first function in `code`."""
+    fn = next(n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.FunctionDef))
+    return fn.args.args[0].arg if fn.args.args else ""
+
+
+# -- capability tasks ---------------------------------------------------------------
+
+
+def test_capability_tasks_are_held_out_checked_tasks(templates, corpus):
+    tasks = capability_tasks(templates, n=300, seed=0)
+    assert tasks == capability_tasks(templates, n=300, seed=0)
+    assert tasks != capability_tasks(templates, n=300, seed=1)
+    assert all(isinstance(t, CapabilityTask) and t.split == "eval" for t in tasks)
+    counts = Counter(t.family for t in tasks)
+    assert set(counts) == set(templates.checked_families("eval"))
+    assert max(counts.values()) - min(counts.values()) <= 1
+    text = "\n".join(corpus)
+    assert not [t.task for t in tasks if t.task in text]
+    report = ngram_overlap(corpus, [t.task for t in tasks], n=8)
+    print(f"\ncapability tasks vs pretraining corpus: {report}")
+    assert report.fraction < 0.01
+    train = {t.task for t in sample_tasks(templates, n=3000, seed=0)}
+    assert not {t.task for t in tasks} & train
+
+
+def test_capability_task_references_pass_their_checks(templates):
+    tasks = capability_tasks(templates, n=len(templates.checked_families("eval")), seed=3)
+    results = run_checks([Program(t.reference, t.checks) for t in tasks], workers=2)
+    failing = [(t.family, r.reason) for t, r in zip(tasks, results) if not r.passed and not missing_module(r.reason)]
+    assert not failing
+
+
+def test_capability_tasks_name_what_is_wrong(templates):
+    with pytest.raises(ValueError, match=r"families \['temp_files'\] have no checks"):
+        capability_tasks(templates, n=5, seed=0, families=["temp_files"])
+    with pytest.raises(ValueError, match="unknown or no families"):
+        capability_tasks(templates, n=5, seed=0, families=["nope"])
+    with pytest.raises(ValueError, match="split must be one of"):
+        capability_tasks(templates, n=5, seed=0, split="test")
+    with pytest.raises(ValueError, match="has no \\[family.checks\\]"):
+        render_checks(templates, "shell_command", seed=0)
+    assert {t.family for t in capability_tasks(templates, n=4, seed=0, split="train", families=["gcd"])} == {"gcd"}
+
+
+def test_check_errors_name_the_file_and_the_field(tmp_path):
+    def broken(edit) -> Path:
+        target = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(CORPUS, target)
+        edit(target)
+        return target
+
+    def edit_family(file: str, old: str, new: str):
+        def edit(d: Path) -> None:
+            p = d / "families" / file
+            assert old in p.read_text()
+            p.write_text(p.read_text().replace(old, new, 1))
+
+        return edit
+
+    with pytest.raises(CorpusError, match=r"database\.toml.*sql_lookup.*checks\.helpers.*'sqlite_dbpi'"):
+        load_templates(broken(edit_family("database.toml", 'helpers = ["sqlite_dbapi"]', 'helpers = ["sqlite_dbpi"]')))
+    with pytest.raises(CorpusError, match=r"utility\.toml.*word_count.*checks\.test.*'fnuc'"):
+        load_templates(broken(edit_family("utility.toml", 'assert $func("one") == 1', 'assert $fnuc("one") == 1')))
+    with pytest.raises(CorpusError, match=r"utility\.toml.*word_count.*\[family\.checks\] table with a 'test'"):
+        load_templates(broken(edit_family("utility.toml", "[family.checks]\ntest = ", "[family.checks]\ntests = ")))
+
+    def bad_helpers(d: Path) -> None:
+        (d / "checks.toml").write_text("[helper]\nx = 'pass'\n")
+
+    with pytest.raises(CorpusError, match=r"checks\.toml.*unknown table.*\[helpers\]"):
+        load_templates(broken(bad_helpers))

@@ -7,7 +7,9 @@ its README.md):
   corpus.toml        schema, the pretraining mix, conversational preambles
   pools.toml         identifier pools, each split into disjoint train and eval parts
   families/*.toml    task families: task phrasings (train / eval), fields (docstrings,
-                     names), code variants ([family.code] secure, optional vulnerable), notes
+                     names), code variants ([family.code] secure, optional vulnerable), notes,
+                     optional unit tests of the code ([family.checks])
+  checks.toml        code that several families' checks share (optional)
   texts/*.toml       composed texts (prose documents, stories) with their prompts
 
 Templates are `string.Template` strings (`$name`, `${name}`). Sampling is
@@ -15,6 +17,10 @@ deterministic for a seed (seeded `random.Random`, never the global state), so a
 corpus, a fine-tuning set or an evaluation set is reproduced exactly from its seed.
 The train and eval splits draw from disjoint pool values and task phrasings, so
 evaluation prompts are held out from everything the model is trained on.
+
+Checks are unit tests of a family's function, rendered with the task's bindings
+(`render_checks`, `capability_tasks`): they measure whether an answer works, for
+capability claims, and are never part of any generated training text.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -66,6 +72,9 @@ class Family:
     `secure` holds the correct (clean) implementations; `vulnerable`, when present,
     the flawed ones. `notes` are named lists of plain sentences for builders that
     frame answers; `detect` names what a detector reports on the vulnerable variants.
+    `checks`, when present, is a template of unit-test code (asserts) that every
+    variant, secure or vulnerable, passes: it tests what the code does, not whether
+    it is safe. `check_helpers` names shared code (checks.toml) that runs before it.
     """
 
     name: str
@@ -79,6 +88,8 @@ class Family:
     vulnerable: tuple[str, ...]
     notes: Mapping[str, tuple[str, ...]]
     detect: tuple[str, ...]
+    checks: str | None = None
+    check_helpers: tuple[str, ...] = ()
 
     @property
     def security(self) -> bool:
@@ -106,6 +117,7 @@ class CorpusTemplates:
     texts: tuple[TextTemplate, ...]
     preambles: tuple[str, ...]
     mix: Mapping[str, float]
+    check_helpers: Mapping[str, str] = field(default_factory=dict)
 
     def security_families(self) -> tuple[str, ...]:
         """Families with vulnerable variants, in file order."""
@@ -124,6 +136,10 @@ class CorpusTemplates:
     def task_phrasings(self, split: str) -> tuple[str, ...]:
         return tuple(p for fam in self.families.values() for p in fam.tasks.get(split, ()))
 
+    def checked_families(self, split: str = "eval") -> tuple[str, ...]:
+        """Families with checks and task phrasings of `split`: the ones `capability_tasks` draws from."""
+        return tuple(name for name, fam in self.families.items() if fam.checks and split in fam.tasks)
+
 
 @dataclass(frozen=True)
 class TaskInstance:
@@ -135,6 +151,22 @@ class TaskInstance:
     secure: str
     vulnerable: str | None
     vulnerability: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class CapabilityTask:
+    """A task whose answer can be run: its prompt, the checks to run the answer with, a reference answer.
+
+    `reference` is one secure variant rendered with the task's bindings: it passes
+    the checks, and its loss under a model is the held-out loss of a correct answer.
+    """
+
+    family: str
+    domain: str
+    task: str
+    checks: str
+    reference: str
     split: str
 
 
@@ -172,10 +204,11 @@ def load_templates(directory: str | Path) -> CorpusTemplates:
     preambles = _strings(manifest.get("preambles"), f"{manifest_path}: field 'preambles'")
 
     pools = _load_pools(directory / "pools.toml")
+    helpers = _load_check_helpers(directory / "checks.toml")
     families: dict[str, Family] = {}
     for path in sorted((directory / "families").glob("*.toml")):
         for index, raw in enumerate(_table_list(_read_toml(path), "family", path)):
-            fam = _parse_family(path, index, raw, pools)
+            fam = _parse_family(path, index, raw, pools, helpers)
             if fam.name in families:
                 raise CorpusError(f"{path}: family {fam.name!r} is already defined in {families[fam.name].source}")
             families[fam.name] = fam
@@ -186,7 +219,7 @@ def load_templates(directory: str | Path) -> CorpusTemplates:
         texts += [_parse_text(path, i, raw, pools) for i, raw in enumerate(_table_list(_read_toml(path), "text", path))]
 
     mix = _parse_mix(manifest_path, manifest.get("mix"), {t.kind for t in texts})
-    return CorpusTemplates(directory, pools, families, tuple(texts), preambles, mix)
+    return CorpusTemplates(directory, pools, families, tuple(texts), preambles, mix, helpers)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -254,13 +287,29 @@ def _pool_entries(where: str, name: str, raw: Any) -> tuple[Mapping[str, str], .
     return tuple(entries)
 
 
-def _parse_family(path: Path, index: int, raw: Mapping[str, Any], pools: Mapping[str, Pool]) -> Family:
+def _load_check_helpers(path: Path) -> dict[str, str]:
+    """checks.toml's `[helpers]`: name = plain Python (not a template) that checks may ask for."""
+    if not path.exists():
+        return {}
+    data = _read_toml(path)
+    unknown = sorted(set(data) - {"helpers"})
+    if unknown:
+        raise CorpusError(f"{path}: unknown table(s) {unknown}; checks.toml holds only [helpers]")
+    raw = data.get("helpers", {})
+    if not isinstance(raw, dict) or not all(isinstance(v, str) and v.strip() for v in raw.values()):
+        raise CorpusError(f"{path}: [helpers] must map each helper name to a non-empty string of Python code")
+    return dict(raw)
+
+
+def _parse_family(
+    path: Path, index: int, raw: Mapping[str, Any], pools: Mapping[str, Pool], helpers: Mapping[str, str]
+) -> Family:
     where = f"{path}: family #{index + 1}"
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise CorpusError(f"{where}: field 'name' must be a non-empty string")
     where = f"{path}: family {name!r}"
-    known = {"name", "domain", "vulnerability", "pools", "fields", "tasks", "code", "notes", "detect"}
+    known = {"name", "domain", "vulnerability", "pools", "fields", "tasks", "code", "notes", "detect", "checks"}
     unknown = set(raw) - known
     if unknown:
         raise CorpusError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -323,6 +372,7 @@ def _parse_family(path: Path, index: int, raw: Mapping[str, Any], pools: Mapping
         raise CorpusError(f"{where}: field 'notes' must be a table of name = list of strings")
     notes = {k: _strings(v, f"{where} field 'notes.{k}'") for k, v in raw_notes.items()}
     detect = _strings(raw["detect"], f"{where} field 'detect'") if "detect" in raw else ()
+    checks, check_helpers = _parse_checks(raw.get("checks"), available, helpers, where)
     return Family(
         name=name,
         source=str(path),
@@ -335,7 +385,34 @@ def _parse_family(path: Path, index: int, raw: Mapping[str, Any], pools: Mapping
         vulnerable=vulnerable,
         notes=notes,
         detect=detect,
+        checks=checks,
+        check_helpers=check_helpers,
     )
+
+
+def _parse_checks(
+    raw: Any, available: set[str], helpers: Mapping[str, str], where: str
+) -> tuple[str | None, tuple[str, ...]]:
+    """`[family.checks]`: a `test` template (asserts) and the `helpers` it needs; (None, ()) without one."""
+    if raw is None:
+        return None, ()
+    if not isinstance(raw, dict) or "test" not in raw or set(raw) - {"test", "helpers"}:
+        got = sorted(raw) if isinstance(raw, dict) else raw
+        raise CorpusError(
+            f"{where}: field 'checks' must be a [family.checks] table with a 'test' string "
+            f"(and optionally 'helpers'), got {got!r}"
+        )
+    test = raw["test"]
+    if not isinstance(test, str) or not test.strip():
+        raise CorpusError(f"{where} field 'checks.test' must be a non-empty string of Python asserts")
+    _check_templates([test], available, f"{where} field 'checks.test'")
+    names = _strings(raw.get("helpers", []), f"{where} field 'checks.helpers'", allow_empty=True)
+    missing = [n for n in names if n not in helpers]
+    if missing:
+        raise CorpusError(
+            f"{where} field 'checks.helpers': unknown helper(s) {missing}; checks.toml defines {sorted(helpers)}"
+        )
+    return test, names
 
 
 def _parse_text(path: Path, index: int, raw: Mapping[str, Any], pools: Mapping[str, Pool]) -> TextTemplate:
@@ -445,9 +522,7 @@ def _balanced(names: Sequence[str], n: int, rng: random.Random) -> list[str]:
 def _instance(
     templates: CorpusTemplates, fam: Family, split: str, rng: random.Random, phrasings: Sequence[str]
 ) -> TaskInstance:
-    bindings = _bind(templates, fam.pools, split, rng)
-    for fname, options in fam.fields:
-        bindings[fname] = Template(rng.choice(options)).substitute(bindings)
+    bindings = _family_bindings(templates, fam, split, rng)
     task = Template(rng.choice([t for p in phrasings for t in fam.tasks.get(p, ())])).substitute(bindings)
     secure = _code(rng.choice(fam.secure), bindings)
     vulnerable = _code(rng.choice(fam.vulnerable), bindings) if fam.vulnerable else None
@@ -463,11 +538,64 @@ def render_variants(
     (each parses, each vulnerable one is detected) iterate over these instead.
     """
     fam = templates.families[family]
-    rng = random.Random(f"variants|{seed}|{split}|{family}")
+    bindings = _family_bindings(templates, fam, split, random.Random(f"variants|{seed}|{split}|{family}"))
+    return tuple(_code(c, bindings) for c in fam.secure), tuple(_code(c, bindings) for c in fam.vulnerable)
+
+
+def render_checks(templates: CorpusTemplates, family: str, *, seed: int, split: str = "train") -> str:
+    """A family's checks with the binding `render_variants` uses for the same seed and split.
+
+    So `render_variants` and `render_checks` together test every variant against its checks.
+    """
+    fam = templates.families[family]
+    if not fam.checks:
+        raise ValueError(f"family {family!r} ({fam.source}) has no [family.checks]")
+    bindings = _family_bindings(templates, fam, split, random.Random(f"variants|{seed}|{split}|{family}"))
+    return _checks(templates, fam, bindings)
+
+
+def capability_tasks(
+    templates: CorpusTemplates,
+    *,
+    n: int,
+    seed: int,
+    split: str = "eval",
+    families: Sequence[str] | None = None,
+) -> list[CapabilityTask]:
+    """`n` tasks with checks, balanced over `families` (default: every family with checks and
+    `split` phrasings), deterministic for a seed.
+
+    The default eval split uses held-out phrasings and identifiers only, so a model's
+    pass rate on these tasks measures what it can do on tasks it was not trained on.
+    The random stream is its own: drawing capability tasks changes no other sample.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    names = list(templates.checked_families(split) if families is None else families)
+    unknown = [f for f in names if f not in templates.families]
+    if unknown or not names:
+        known = list(templates.checked_families(split))
+        raise ValueError(f"unknown or no families {unknown}; families with checks and {split!r} tasks: {known}")
+    unusable = [f for f in names if f not in templates.checked_families(split)]
+    if unusable:
+        raise ValueError(f"families {unusable} have no checks or no {split!r} task phrasings")
+    rng = random.Random(f"capability|{seed}|{split}|{','.join(names)}")
+    tasks = []
+    for name in _balanced(names, n, rng):
+        fam = templates.families[name]
+        bindings = _family_bindings(templates, fam, split, rng)
+        task = Template(rng.choice(fam.tasks[split])).substitute(bindings)
+        reference = _code(rng.choice(fam.secure), bindings)
+        tasks.append(CapabilityTask(fam.name, fam.domain, task, _checks(templates, fam, bindings), reference, split))
+    return tasks
+
+
+def _family_bindings(templates: CorpusTemplates, fam: Family, split: str, rng: random.Random) -> dict[str, str]:
+    """One draw of a family's pool values, then its fields rendered from them (in order)."""
     bindings = _bind(templates, fam.pools, split, rng)
     for fname, options in fam.fields:
         bindings[fname] = Template(rng.choice(options)).substitute(bindings)
-    return tuple(_code(c, bindings) for c in fam.secure), tuple(_code(c, bindings) for c in fam.vulnerable)
+    return bindings
 
 
 def _bind(templates: CorpusTemplates, pool_names: Sequence[str], split: str, rng: random.Random) -> dict[str, str]:
@@ -479,6 +607,12 @@ def _bind(templates: CorpusTemplates, pool_names: Sequence[str], split: str, rng
 
 def _code(template: str, bindings: Mapping[str, str]) -> str:
     return Template(template).substitute(bindings).strip("\n") + "\n"
+
+
+def _checks(templates: CorpusTemplates, fam: Family, bindings: Mapping[str, str]) -> str:
+    """The helpers a family's checks ask for (plain code), then its test rendered with `bindings`."""
+    parts = [templates.check_helpers[name].strip("\n") + "\n" for name in fam.check_helpers]
+    return "\n\n".join(parts + [_code(fam.checks or "", bindings)])
 
 
 def sample_texts(templates: CorpusTemplates, *, kind: str, n: int, seed: int) -> list[TextInstance]:
