@@ -219,7 +219,7 @@ def test_same_profile_and_model_replaces_other_models_are_kept(v2, tmp_path):
 
 def test_update_supported_follows_the_documented_mapping(v2, tmp_path):
     scan_path, spec, report = v2
-    assert SUPPORTED_FROM_OUTCOME == {"supported": "strong", "refuted": "refuted", "inconclusive": None}
+    assert SUPPORTED_FROM_OUTCOME == {"supported": "strong", "refuted": "refuted", "inconclusive": None, "not tested": None}
     mark_scan(scan_path, report, specs_dir=WF_SPECS, update_supported=True, now=T1)
     # wf-1 supported, wf-2 refuted, wf-3 inconclusive (reviewer's value stays), wf-4 supported, wf-5 refuted
     assert [c.supported for c in load_scan(scan_path).claims] == ["strong", "refuted", "moderate", "strong", "refuted"]

@@ -152,6 +152,67 @@ def test_decide_rejects_a_second_verdict_and_a_non_decision(project):
     result.stdout.fnmatch_lines(["*already decided*one verdict per test*", "*takes a claimkit.verdict.Decision*"])
 
 
+# -- manipulation checks -------------------------------------------------------------
+
+CHECKED_SPEC = """
+schema = 1
+paper = "checked"
+title = "A paper whose claim presupposes that training took"
+
+[checks.trains]
+title = "The training took"
+
+[claims.k-1]
+title = "A beats B"
+scan_claim = "A beats B."
+requires = ["trains"]
+[claims.k-1.rule]
+alpha = 0.05
+"""
+
+
+def test_a_failed_manipulation_check_reports_not_tested_not_a_verdict_of_the_claim(project):
+    (project.path / "specs" / "checked.toml").write_text(CHECKED_SPEC)
+    body = textwrap.dedent(
+        """
+        from claimkit.verdict import CheckResult
+
+        def measured(passed):
+            return {"trains": CheckResult("trains", "The training took", passed, f"L0 - filler = {'+30' if passed else '+2'} pp",
+                                          {"per_seed": [0.3 if passed else 0.02]})}
+
+        @pytest.mark.claim("k-1")
+        def test_failed(claim):
+            claim.require_checks(measured(False))
+            raise AssertionError("a claim whose check failed is never measured")
+
+        @pytest.mark.claim("k-1")
+        def test_passed(claim):
+            claim.require_checks(measured(True))
+            claim.decide(decision("supported"))
+
+        @pytest.mark.claim("k-1")
+        def test_unmeasured(claim):
+            claim.require_checks({})
+        """
+    )
+    make_tests(project, body)
+    result = project.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*requires check(s) [[]'trains'] that the test did not measure*",
+        "k-1 *NOT TESTED*",
+        "*claim k-1 not tested: The manipulation check 'trains' failed (L0 - filler = +2 pp).",
+    ])
+    verdicts = {v["nodeid"].split("::")[1]: v for v in run_verdicts(project)}
+    assert verdicts["test_failed"]["outcome"] == "not tested"
+    assert verdicts["test_failed"]["checks"]["trains"]["passed"] is False
+    assert verdicts["test_passed"]["outcome"] == "supported"
+    assert verdicts["test_passed"]["checks"]["trains"]["numbers"] == {"per_seed": [0.3]}
+    report = (project.path / "out" / "latest" / "report.md").read_text()
+    assert "NOT TESTED" in report
+
+
 # -- fail-on --------------------------------------------------------------------
 
 

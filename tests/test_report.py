@@ -442,7 +442,7 @@ def test_a_note_explains_the_change_it_names_and_no_other(tmp_path):
     [
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "supported"\n', r"change\[0\]: field\(s\) why missing"),
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "passed"\nwhy = "w"\n',
-         r"change\[0\]: field 'to' must be one of supported, refuted, inconclusive, got 'passed'"),
+         r"change\[0\]: field 'to' must be one of supported, refuted, inconclusive, not tested, got 'passed'"),
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "refuted"\nwhy = " "\n',
          r"change\[0\]: field 'why' must be a non-empty string"),
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "refuted"\nwhy = "w"\nreason = "r"\n',

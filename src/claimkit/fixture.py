@@ -26,7 +26,7 @@ import claimkit
 from claimkit.provenance import verdict_provenance
 from claimkit.report.markdown import format_estimate, paper_numbers
 from claimkit.spec import ClaimSpec, PaperSpec, SamplePlan, SpecError, find_claim
-from claimkit.verdict import Decision, Outcome, Verdict
+from claimkit.verdict import CheckResult, Decision, Evidence, Outcome, Verdict
 
 VERDICT_PROPERTY = "claimkit_verdict"
 DEFAULT_PROFILE = "organism"
@@ -56,6 +56,7 @@ class ClaimRecorder:
         self._command = command
         self._preregistration = dict(preregistration or {})
         self._verdict: Verdict | None = None
+        self._checks: dict[str, CheckResult] = {}
         #: The model the verdict was decided on (hub id, path, organism hash); the
         #: profile's fixtures should set it. Defaults to the profile name.
         self.model: str = profile
@@ -89,6 +90,28 @@ class ClaimRecorder:
     def verdict(self) -> Verdict | None:
         """The verdict once `decide` has been called."""
         return self._verdict
+
+    def require_checks(self, results: Mapping[str, CheckResult | Callable[[], CheckResult]]) -> None:
+        """Before any measuring: the manipulation checks this claim requires (spec `requires`) must pass.
+
+        `results` maps check ids to results, or to callables that measure them (only the
+        required ones are called). A failed check ends the test with the verdict "not
+        tested", the check's numbers as evidence; a required check that was not measured
+        is a usage error. Passed checks go into the verdict record.
+        """
+        __tracebackhide__ = True
+        missing = [c for c in self._spec.requires if c not in results]
+        if missing:
+            raise RuntimeError(f"claim {self._spec.id!r} requires check(s) {missing} that the test did not measure "
+                               f"(measured: {sorted(results)})")
+        for check_id in self._spec.requires:
+            found = results[check_id]
+            self._checks[check_id] = found() if callable(found) else found
+        failed = [r for r in self._checks.values() if not r.passed]
+        if failed:
+            reason = "; ".join(f"the manipulation check {r.check_id!r} failed ({r.reason})" for r in failed)
+            reason = reason[0].upper() + reason[1:] + "."
+            self.decide(Decision(Outcome.NOT_TESTED, reason, Evidence()))
 
     def decide(
         self,
@@ -125,6 +148,8 @@ class ClaimRecorder:
         if verdict.outcome is Outcome.INCONCLUSIVE:
             needed = verdict.n_to_decide if verdict.n_to_decide is not None else "unknown"
             pytest.skip(f"claim {verdict.claim_id} inconclusive: {verdict.reason}; n per group to decide: {needed}")
+        if verdict.outcome is Outcome.NOT_TESTED:
+            pytest.skip(f"claim {verdict.claim_id} not tested: {verdict.reason}")
         return verdict
 
     def _build(
@@ -154,6 +179,7 @@ class ClaimRecorder:
             n=n if n is not None else (plan.n if plan else None),
             n_to_decide=decision.n_to_decide,
             decided_by=decision.decided_by,
+            checks={c: r.to_dict() for c, r in self._checks.items()},
             parent=self._spec.parent,
             nodeid=self._nodeid,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -35,6 +35,7 @@ SUPPORTED_FROM_OUTCOME: Mapping[str, str | None] = {
     Outcome.SUPPORTED.value: "strong",
     Outcome.REFUTED.value: "refuted",
     Outcome.INCONCLUSIVE.value: None,
+    Outcome.NOT_TESTED.value: None,
 }
 """What `update_supported=True` writes into a claim's `supported` field.
 

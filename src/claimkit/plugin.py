@@ -39,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--claimkit-fail-on", dest="claimkit_fail_on", choices=FAIL_ON, default=None,
         help="which verdicts fail the session: refuted (default; refuted only), inconclusive "
-        "(refuted and inconclusive) or never (only failures and errors that are not verdicts)",
+        "(refuted, inconclusive and not tested) or never (only failures and errors that are not verdicts)",
     )
     group.addoption(
         "--claimkit-no-report", dest="claimkit_no_report", action="store_true", default=False,
@@ -179,7 +179,8 @@ class _ControllerHooks:
             tr.write_sep("=", "claimkit verdicts")
             rows = run.summary_rows()
             widths = [max(len(getattr(row, name)) for row in rows) for name in ("claim_id", "profile", "outcome")]
-            colours = {"SUPPORTED": {"green": True}, "REFUTED": {"red": True}, "INCONCLUSIVE": {"yellow": True}}
+            colours = {"SUPPORTED": {"green": True}, "REFUTED": {"red": True}, "INCONCLUSIVE": {"yellow": True},
+                       "NOT TESTED": {"purple": True}}
             for row in rows:
                 tr.write(f"{row.claim_id:<{widths[0]}}  {row.profile:<{widths[1]}}  ")
                 tr.write(f"{row.outcome:<{widths[2]}}", bold=True, **colours[row.outcome])

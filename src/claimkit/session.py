@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from claimkit.report import WrittenRun
 
 FAIL_ON = ("refuted", "inconclusive", "never")
-_EXPECTED_REPORT = {Outcome.SUPPORTED: "passed", Outcome.REFUTED: "failed", Outcome.INCONCLUSIVE: "skipped"}
+_EXPECTED_REPORT = {Outcome.SUPPORTED: "passed", Outcome.REFUTED: "failed", Outcome.INCONCLUSIVE: "skipped",
+                    Outcome.NOT_TESTED: "skipped"}
 
 
 class ProfileError(ValueError):
@@ -156,6 +157,7 @@ class ClaimkitSession:
             return status, ""
         refuted = sum(v.outcome is Outcome.REFUTED for v in self.verdicts)
         inconclusive = sum(v.outcome is Outcome.INCONCLUSIVE for v in self.verdicts)
+        not_tested = sum(v.outcome is Outcome.NOT_TESTED for v in self.verdicts)
         other = tests_failed - self.verdict_failures
         if status == 1 and tests_failed == 0:
             other = max(other, 1)  # something else failed the run; do not hide it
@@ -168,6 +170,7 @@ class ClaimkitSession:
         for count, name, fails in (
             (refuted, "refuted verdict", self.fail_on in ("refuted", "inconclusive")),
             (inconclusive, "inconclusive verdict", self.fail_on == "inconclusive"),
+            (not_tested, "not-tested verdict", self.fail_on == "inconclusive"),
         ):
             if count:
                 (failing if fails else passing).append((count, _count(count, name)))

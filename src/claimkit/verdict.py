@@ -21,6 +21,26 @@ class Outcome(str, enum.Enum):
     SUPPORTED = "supported"
     REFUTED = "refuted"
     INCONCLUSIVE = "inconclusive"
+    #: A manipulation check the claim requires failed (the training it presupposes did not take):
+    #: the claim was not put to the test, which is not the same as a test that could not decide.
+    NOT_TESTED = "not tested"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A manipulation check measured on one profile: did a precondition of the claims hold?
+
+    `numbers` are what it measured (per seed where it is per seed), for the reports.
+    """
+
+    check_id: str
+    title: str
+    passed: bool
+    reason: str
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,7 @@ class Verdict:
     created: str = ""
     claimkit_version: str = ""
     decided_by: str = ""  # the test whose result set the outcome
+    checks: Mapping[str, Any] = field(default_factory=dict)  # the manipulation checks it required, as measured
     claim_hash: str = ""  # ClaimSpec.hash: this claim's rule, plans, parent and [experiment]
     #: claimkit.preregistration: {"status", "lock", "locked_at", "differs"}, plus
     #: "changed_after_result" when history holds a result decided under another claim hash.
