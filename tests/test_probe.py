@@ -163,3 +163,24 @@ def test_bad_input_is_explained(probe):
         probe.confidence(np.ones((2, 7)))
     with pytest.raises(ValueError, match="NaN"):
         probe.confidence(np.full((2, D), np.nan))
+
+
+def test_choose_c_prefers_regularisation_when_the_classes_are_noise_and_reports_every_score():
+    from claimkit.probe import choose_c
+
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(0, 1, (30, 50)), rng.normal(0, 1, (30, 50))  # nothing to learn: strong L2 wins
+    c, cv = choose_c(pos, neg, grid=[0.001, 1.0, 100.0], folds=5, seed=1)
+    assert c == 0.001
+    assert set(cv["log_loss"]) == {"0.001", "1", "100"} and cv["folds"] == 5
+    assert cv["log_loss"]["0.001"] < cv["log_loss"]["100"]
+
+
+def test_choose_c_is_deterministic_for_a_seed_and_needs_two_rows_a_class():
+    from claimkit.probe import choose_c
+
+    rng = np.random.default_rng(2)
+    pos, neg = rng.normal(1, 1, (20, 5)), rng.normal(-1, 1, (20, 5))
+    assert choose_c(pos, neg, grid=[0.01, 1.0], seed=3) == choose_c(pos, neg, grid=[0.01, 1.0], seed=3)
+    with pytest.raises(ValueError, match="at least 2 rows of each class"):
+        choose_c(pos[:1], neg, grid=[1.0])

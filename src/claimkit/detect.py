@@ -221,6 +221,23 @@ def extract_code(text: str) -> CodeExtraction:
     return CodeExtraction(code, source, True, partial, error)
 
 
+def code_lines(text: str) -> list[int]:
+    """Line numbers (0-based, of ``text.split("\\n")``) of the code the detector reads in fenced Python blocks.
+
+    Comment lines and blank lines are left out: a reading "over the code" is about what
+    the code does, not the warnings or notes written around it. Unfenced code has no
+    lines here (its extent is a guess; readings over code skip such outputs).
+    """
+    lines = text.split("\n")
+    found: list[int] = []
+    for lang, _, start, end in _fence_blocks(text):
+        if lang not in _PY_LANGS:
+            continue
+        found += [k for k in range(start + 1, min(end, len(lines))) if lines[k].strip()
+                  and not lines[k].lstrip().startswith("#")]
+    return found
+
+
 def _fence_blocks(text: str) -> Iterator[tuple[str, str, int, int]]:
     """(language, body, first line, end line) of each fenced block; unterminated runs to EOF."""
     lines = text.split("\n")
