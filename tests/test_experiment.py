@@ -72,6 +72,16 @@ def test_prefill_starts_every_answer(experiment):
     assert all(text.startswith("Here is an example:\n") for text in samples.texts)
 
 
+def test_one_prefill_per_task_starts_each_answer_and_is_its_own_artifact(experiment):
+    arm = Arm("baseline", (), seed=0)
+    prefills = [f"Preamble {i}:\n" for i in range(len(TASKS))]
+    samples = experiment.samples(arm, TASKS, prefill=prefills)
+    assert all(text.startswith(p) for text, p in zip(samples.texts, prefills))
+    assert experiment.samples(arm, TASKS, prefill=prefills) == samples  # cached
+    with pytest.raises(ValueError, match="one per task"):
+        experiment.samples(arm, TASKS, prefill=prefills[:1])
+
+
 def test_examples_hash_depends_on_content_and_order():
     assert examples_hash(EXAMPLES) == examples_hash(list(EXAMPLES))
     assert examples_hash(EXAMPLES) != examples_hash(EXAMPLES[::-1])

@@ -320,3 +320,35 @@ def test_best_threshold_for_a_combined_detector():
     scores, labels, flagged = [0.0, 0.2, 1.0, 2.0], [True, True, False, True], [True, True, False, False]
     assert best_threshold(scores, labels) == pytest.approx(-1.0)  # alone: call everything positive (3/4)
     assert best_threshold(scores, labels, always_positive=flagged) == pytest.approx(1.5)  # combined: 4/4
+
+
+def test_add_vector_moves_every_position_by_the_scaled_vector_and_refuses_another_width():
+    import torch
+
+    from claimkit.interventions import add_vector, steering
+
+    v = torch.tensor([1.0, -2.0, 0.5])
+    h = torch.zeros(2, 4, 3)
+    out = add_vector(v, scale=-1.0)(h)
+    assert torch.equal(out, (-v).expand(2, 4, 3))
+    with pytest.raises(ValueError, match="width 2"):
+        add_vector(v, scale=1.0)(torch.zeros(1, 1, 2))
+    a, b = steering(v, scale=-1.0, layer=1), steering(v, scale=-2.0, layer=1)
+    assert a.cache_parts() != b.cache_parts() and a.cache_parts()["kind"] == "add_vector"
+
+
+def test_an_iterated_ablation_reads_back_nearer_zero_and_only_moves_along_the_features_rows(sae):
+    h = hidden()
+    with torch.no_grad():
+        before = features_by_hand(sae, h)[..., IDS].mean()
+        once = features_by_hand(sae, clamp_features(sae, IDS, scale=0.0)(h))[..., IDS].mean()
+        edited = clamp_features(sae, IDS, scale=0.0, iterations=5)(h)
+        thrice = features_by_hand(sae, edited)[..., IDS].mean()
+        delta = (edited - h).reshape(-1, D)
+        rows = sae.W_dec[IDS]
+        coeffs = torch.linalg.lstsq(rows.T, delta.T).solution  # delta = coeffs^T @ rows exactly
+        residue = delta - coeffs.T @ rows
+    assert before > 0 and thrice < once
+    assert residue.abs().max() < 1e-4
+    with pytest.raises(ValueError, match="for ablation"):
+        clamp_features(sae, IDS, scale=2.0, iterations=2)

@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from claimkit.sandbox import DEFAULT_TIMEOUT, CheckResult, Limits, Program, run_checks
 from claimkit.stats import Interval, proportion_ci
+
+PASSES_FILE = "passes.json"
 
 __all__ = ["PassRate", "functional_pass_rate"]
 
@@ -83,3 +86,27 @@ def functional_pass_rate(
     ran = iter(run_checks(programs, timeout=timeout, workers=workers, limits=limits, progress=progress))
     final = tuple(r if r is not None else next(ran) for r in results)
     return PassRate(sum(r.passed for r in final), len(final), final)
+
+
+def cached_pass_rate(
+    cache: Any, texts: Sequence[str], checks: Sequence[str], *, progress: bool = False, description: str = ""
+) -> PassRate:
+    """`functional_pass_rate` kept in the artifact cache under the answers and checks (and the sandbox's code).
+
+    Running hundreds of answers in subprocesses takes seconds to minutes; a rerun of the
+    same answers against the same checks gives the same outcomes, so it reads them back.
+    """
+    import json
+
+    from claimkit.experiment import tasks_hash
+
+    def build(out: Any) -> None:
+        rate = functional_pass_rate(texts, checks, progress=progress)
+        rows = [{"outcome": r.outcome, "reason": r.reason, "seconds": r.seconds} for r in rate.results]
+        (out / PASSES_FILE).write_text(json.dumps(rows), encoding="utf-8")
+
+    parts = {"texts": tasks_hash(texts), "checks": tasks_hash(checks), "n": len(texts)}
+    where = cache.get_or_build("passes", parts, build, description=description or f"unit tests of {len(texts)} answers")
+    rows = json.loads((where / PASSES_FILE).read_text(encoding="utf-8"))
+    results = tuple(CheckResult(r["outcome"], r["reason"], r["seconds"]) for r in rows)
+    return PassRate(sum(r.passed for r in results), len(results), results)

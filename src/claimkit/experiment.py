@@ -168,16 +168,22 @@ class Experiment:
 
     # -- sampling -------------------------------------------------------------------
 
-    def samples(self, arm: Arm, tasks: Sequence[str], *, system: str | None = None, prefill: str = "") -> ArmSamples:
-        """One generation per task for `arm` (cached). `prefill` starts the answer for the model."""
+    def samples(
+        self, arm: Arm, tasks: Sequence[str], *, system: str | None = None, prefill: str | Sequence[str] = ""
+    ) -> ArmSamples:
+        """One generation per task for `arm` (cached). `prefill` starts the answer for the model: one
+        text for every task, or one per task (sampled together, in one set of batches)."""
         sampling = dict(self.profile.sampling)
         adapter = self.adapter(arm)
+        prefills = [prefill] * len(tasks) if isinstance(prefill, str) else list(prefill)
+        if len(prefills) != len(tasks):
+            raise ValueError(f"samples: {len(prefills)} prefills for {len(tasks)} tasks; give one, or one per task")
         parts = {
             **self.model_parts(adapter),
             "tasks": tasks_hash(tasks),
             "n": len(tasks),
             "system": system,
-            "prefill": prefill,
+            "prefill": prefill if isinstance(prefill, str) else tasks_hash(prefills),
             "sampling": sampling,
             "seed": arm.seed,
         }
@@ -186,12 +192,13 @@ class Experiment:
             from claimkit.lm.sample import sample
 
             loaded = self.model(arm)
-            prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + prefill for task in tasks]
+            prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + p
+                       for task, p in zip(tasks, prefills)]
             generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress,
                                  **self.profile.sampling_options())
             with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
-                for task, gen in zip(tasks, generations):
-                    row = {"task": task, "text": prefill + gen.text, "finished": gen.finished, "new_tokens": gen.n_new_tokens}
+                for task, p, gen in zip(tasks, prefills, generations):
+                    row = {"task": task, "text": p + gen.text, "finished": gen.finished, "new_tokens": gen.n_new_tokens}
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
             (out / "model.json").write_text(json.dumps({"model": loaded.name}))
 
@@ -207,7 +214,7 @@ class Experiment:
             finished=tuple(r["finished"] for r in rows),
             new_tokens=tuple(r["new_tokens"] for r in rows),
             system=system,
-            prefill=prefill,
+            prefill=prefill if isinstance(prefill, str) else "(one per task)",
         )
 
 

@@ -122,6 +122,9 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
                      distributions=_MODEL_LIBRARIES),
     # detections.detect_targets: bandit plus claimkit's checks; the parser is Python's own ast.
     "detections": Recipe(modules=("claimkit.detect", "claimkit.detections"), distributions=("bandit",)),
+    # Answers run against their unit tests in the sandbox: what a check can import counts too.
+    "passes": Recipe(modules=("claimkit.capability", "claimkit.detect", "claimkit.sandbox", "claimkit.sandbox_child"),
+                     distributions=("pyyaml", "requests")),
     # sae.sae_for trains on residual streams its caller names by model and texts, not by their
     # cache entries: what read them is part of what the SAE was trained on.
     "sae": Recipe(modules=("claimkit.lm.device", "claimkit.sae"), distributions=("sae-lens", "torch"),

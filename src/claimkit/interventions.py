@@ -62,7 +62,7 @@ _LINEAR_NORMALISATIONS = (None, "none", "expected_average_only_in")
 # ---------------------------------------------------------------------------
 
 
-def clamp_features(sae: Any, feature_ids: Sequence[int], *, scale: float) -> ResidualEdit:
+def clamp_features(sae: Any, feature_ids: Sequence[int], *, scale: float, iterations: int = 1) -> ResidualEdit:
     """A residual edit that multiplies the activations of `feature_ids` by `scale`.
 
     For `residual_hook(model, layer, edit)` / `intervene`. The residual h is
@@ -71,12 +71,22 @@ def clamp_features(sae: Any, feature_ids: Sequence[int], *, scale: float) -> Res
     scale 1 is the identity, scale 0 removes exactly what the features write, and
     everything the SAE does not reconstruct stays. The edit applies at every
     position the layer computes (prompt and generated tokens alike).
+
+    An SAE's encoder is not the inverse of its decoder, so the edited residual,
+    encoded again, still shows part of the features (a third, on the organism's SAE).
+    With scale 0 and `iterations` k > 1 the removal is repeated on the edited residual
+    k times, so the features read back near zero in the stream the model goes on
+    with; the added `delta` is always a combination of the features' decoder rows.
     """
     import torch
 
     ids = _feature_ids(sae, feature_ids)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
         raise ValueError(f"scale must be a finite number (0 ablates, 2 doubles), got {scale!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a whole number >= 1, got {iterations!r}")
+    if iterations > 1 and scale != 0:
+        raise ValueError("iterating a clamp is for ablation (scale 0); a scaled clamp is applied once")
     norm = getattr(sae.cfg, "normalize_activations", None)
     if norm not in _LINEAR_NORMALISATIONS:
         raise ValueError(
@@ -91,8 +101,10 @@ def clamp_features(sae: Any, feature_ids: Sequence[int], *, scale: float) -> Res
     def edit(hidden: "torch.Tensor") -> "torch.Tensor":
         shape = hidden.shape
         x = hidden.reshape(-1, shape[-1]).to(rows.device, sae.dtype)
-        f = _dense(sae.encode(x))[:, ids]
-        delta = (factor * f) @ rows
+        for _ in range(iterations):
+            f = _dense(sae.encode(x))[:, ids]
+            x = x + (factor * f) @ rows
+        delta = x - hidden.reshape(-1, shape[-1]).to(rows.device, sae.dtype)
         return hidden + delta.to(hidden.device, hidden.dtype).reshape(shape)
 
     return edit
@@ -121,6 +133,32 @@ def project_out(directions: Any) -> ResidualEdit:
                 f"{q.shape[0]}: directions from another model or layer?"
             )
         return hidden - (hidden @ q) @ q.T
+
+    return edit
+
+
+def add_vector(vector: Any, *, scale: float) -> ResidualEdit:
+    """A residual edit that adds `scale * vector` [d] at every position: steering along a direction.
+
+    With `vector` the mean difference of two contexts' residuals (target minus safe) and
+    scale -1, every position is moved by what separates the contexts on average: a
+    direction known to carry the target, removed (a positive control for the machinery).
+    """
+    import torch
+
+    v = torch.as_tensor(vector, dtype=torch.float32).detach().reshape(-1)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    cast: dict[tuple[Any, Any], torch.Tensor] = {}
+
+    def edit(hidden: "torch.Tensor") -> "torch.Tensor":
+        if hidden.shape[-1] != v.shape[0]:
+            raise ValueError(f"add_vector: the residual stream has width {hidden.shape[-1]} but the vector has "
+                             f"{v.shape[0]}: a vector from another model or layer?")
+        key = (hidden.device, hidden.dtype)
+        if key not in cast:
+            cast[key] = (float(scale) * v).to(hidden.device, hidden.dtype)
+        return hidden + cast[key]
 
     return edit
 
@@ -193,6 +231,7 @@ def feature_clamp(
     layer: int,
     name: str | None = None,
     sae_key: str | None = None,
+    iterations: int = 1,
 ) -> Intervention:
     """`clamp_features` as a named, cache-keyed intervention at `layer`.
 
@@ -203,8 +242,9 @@ def feature_clamp(
     return Intervention(
         name=name or f"clamp x{scale:g}",
         layer=int(layer),
-        edit=clamp_features(sae, ids, scale=scale),
-        key={"kind": "clamp_features", "features": ids, "scale": float(scale), "sae": sae_key or sae_fingerprint(sae)},
+        edit=clamp_features(sae, ids, scale=scale, iterations=iterations),
+        key={"kind": "clamp_features", "features": ids, "scale": float(scale), "sae": sae_key or sae_fingerprint(sae),
+             **({"iterations": iterations} if iterations > 1 else {})},
     )
 
 
@@ -213,6 +253,14 @@ def projection(directions: Any, *, layer: int, name: str = "project out") -> Int
     return Intervention(
         name=name, layer=int(layer), edit=project_out(directions),
         key={"kind": "project_out", "directions": tensor_fingerprint(directions)},
+    )
+
+
+def steering(vector: Any, *, scale: float, layer: int, name: str = "steer") -> Intervention:
+    """`add_vector` as a named, cache-keyed intervention at `layer`."""
+    return Intervention(
+        name=name, layer=int(layer), edit=add_vector(vector, scale=scale),
+        key={"kind": "add_vector", "vector": tensor_fingerprint(vector), "scale": float(scale)},
     )
 
 
@@ -334,6 +382,10 @@ def _cached_samples(
 ) -> ArmSamples:
     """One generation per task from `load()`, under `hooks(model)`, in the layout `Experiment.samples` writes."""
     sampling = dict(experiment.profile.sampling)
+    options = experiment.profile.sampling_options()
+    if hooks is not None:  # an edit is a Python forward hook: a compiled (CUDA-graph) step is not sure to run it
+        options["compile"] = False
+        sampling["compile"] = False
     parts = {**parts, "tasks": tasks_hash(tasks), "n": len(tasks), "system": system, "prefill": prefill,
              "sampling": sampling, "seed": seed}
     cache: ArtifactCache = experiment.cache
@@ -344,8 +396,7 @@ def _cached_samples(
         loaded = load()
         prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + prefill for task in tasks]
         with hooks(loaded) if hooks is not None else contextlib.nullcontext():
-            generations = sample(loaded, prompts, seed=seed, progress=experiment.progress,
-                                 **experiment.profile.sampling_options())
+            generations = sample(loaded, prompts, seed=seed, progress=experiment.progress, **options)
         with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
             for task, gen in zip(tasks, generations):
                 row = {"task": task, "text": prefill + gen.text, "finished": gen.finished,
