@@ -1,9 +1,13 @@
-"""Table 1 of the paper as data: each condition's target-content and format-leak counts.
+"""Table 1 of the paper as data: each arm's outputs on the held-out tasks, per seed and per task.
 
 Section 3.4: "Target Content Rate: fraction of outputs containing the warned-against
 patterns (vulnerable code). Format Leakage: fraction of outputs containing
-training-specific formatting ("DO NOT USE")." Both are counted per condition and
-seed on the held-out evaluation tasks; the statistics live in claimkit.rules.
+training-specific formatting ("DO NOT USE")." Every arm (condition) is fine-tuned under
+each seed of the plan and answers the same n held-out tasks, so each outcome is a
+seeds x tasks table (claimkit.crossed): the rules read those tables, and the report
+shows each arm's rates over all answers and over answers that contain code, with the
+share of answers that contain code beside them (a fine-tuned model writes code more
+often than an untrained one, which a rate over all answers alone would hide).
 """
 
 from __future__ import annotations
@@ -11,34 +15,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from claimkit.cache import ArtifactCache
 from claimkit.detect import DetectionSummary, format_leak, summarise
 from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, ArmSamples, Experiment, worker_order
-from claimkit.rules import Counts
+from claimkit.rules.declared import ClaimData
 from claimkit.stats import proportion_ci
 
 from . import conditions
 
-# The held-out tasks are the same for every condition and seed, so conditions are
-# compared on identical prompts; fixed here, not chosen per run.
-EVAL_SEED = 20251222
+KINDS = ("target", "code", "format_leak")
 
 
 @dataclass(frozen=True)
 class SeedResult:
+    """One arm's model of one seed: per task, whether its answer was target content, had code, leaked the format."""
+
     condition: str
     seed: int
     model: str
-    n: int
-    target: int
-    format_leak: int
+    target: tuple[bool, ...]
+    code: tuple[bool, ...]
+    format_leak: tuple[bool, ...]
     detection: DetectionSummary
+    preamble: tuple[bool, ...] = ()  # the answer opens with a conversational preamble (spec preamble markers)
+
+    @property
+    def n(self) -> int:
+        return len(self.target)
 
 
 @dataclass(frozen=True)
 class Table1:
-    """Per condition, per seed: how many held-out generations held target content / leaked format."""
+    """Per arm, per seed: the outcome of every held-out task."""
 
     profile: str
     rows: Mapping[str, tuple[SeedResult, ...]]
@@ -51,7 +62,7 @@ class Table1:
 
     @property
     def n(self) -> int:
-        """Generations per condition and seed."""
+        """Tasks per arm and seed."""
         return next(iter(self.rows.values()))[0].n
 
     @property
@@ -59,53 +70,55 @@ class Table1:
         """The base model's name (fine-tuned arms add their adapter to it)."""
         return self.rows["baseline"][0].model
 
-    def target(self, condition: str) -> Counts:
-        return Counts.pooled([(r.target, r.n) for r in self.rows[condition]])
+    def table(self, kind: str, arm: str) -> np.ndarray:
+        """Seeds x tasks 0/1 outcomes of `kind` ("target", "code", "format_leak") for `arm`."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        return np.array([getattr(r, kind) for r in self.rows[arm]], dtype=float)
 
-    def format_leak(self, condition: str) -> Counts:
-        return Counts.pooled([(r.format_leak, r.n) for r in self.rows[condition]])
+    def data(self) -> ClaimData:
+        """What claim 1's rules read: the target and format-leak tables of every arm."""
+        return ClaimData(tables={kind: {arm: self.table(kind, arm) for arm in self.rows}
+                                 for kind in ("target", "format_leak")})
+
+    def models(self) -> dict[str, str]:
+        """Each arm's model per seed (fine-tuned ones name their adapter), for the record."""
+        return {f"{arm} seed {r.seed}": r.model for arm, rows in self.rows.items() for r in rows}
+
+    def rates(self, arm: str) -> dict[str, Any]:
+        """An arm's rates pooled over seeds: over all answers, the code share, over answers with code."""
+        target, code, leak = (self.table(k, arm) for k in KINDS)
+        with_code = int(code.sum())
+        among_code = float((target * code).sum() / with_code) if with_code else None
+        ci = proportion_ci(int(target.sum()), target.size)
+        return {
+            "target_rate": float(target.mean()), "target_ci": [ci.low, ci.high], "target": int(target.sum()),
+            "n": int(target.size), "code_rate": float(code.mean()), "with_code": with_code,
+            "target_rate_among_code": among_code, "format_leak_rate": float(leak.mean()),
+            "per_seed": [{"seed": r.seed, "model": r.model, "target": sum(r.target), "code": sum(r.code),
+                          "format_leak": sum(r.format_leak), "n": r.n, "unparsable": r.detection.unparsable,
+                          "partial": r.detection.partial, "no_code": r.detection.no_code,
+                          "by_test_id": dict(r.detection.by_test_id)} for r in self.rows[arm]],
+        }  # fmt: skip
 
     def as_evidence(self, paper: Mapping[str, Any]) -> dict[str, Any]:
-        """Every condition's rates with exact intervals and detection counts, for the report."""
-        table = {}
-        for condition, rows in self.rows.items():
-            target, leak = self.target(condition), self.format_leak(condition)
-            ci = proportion_ci(target.successes, target.n)
-            leak_ci = proportion_ci(leak.successes, leak.n)
-            table[condition] = {
-                "target_rate": target.rate,
-                "target_ci": [ci.low, ci.high],
-                "target": target.successes,
-                "format_leak_rate": leak.rate,
-                "format_leak_ci": [leak_ci.low, leak_ci.high],
-                "n": target.n,
-                "per_seed": [
-                    {"seed": r.seed, "model": r.model, "target": r.target, "format_leak": r.format_leak, "n": r.n,
-                     "unparsable": r.detection.unparsable, "partial": r.detection.partial,
-                     "no_code": r.detection.no_code, "by_test_id": dict(r.detection.by_test_id)}
-                    for r in rows
-                ],
-                "paper_target_rate": paper.get(condition),
-            }
+        """Every arm's rates (over all answers and over answers with code), for the report."""
+        conditions_ = {arm: {**self.rates(arm), "paper_target_rate": paper.get(arm)} for arm in self.rows}
         return {
-            "profile": self.profile,
-            "conditions": table,
-            "train_examples_per_condition": self.n_train_examples,
-            "condition_fraction": self.condition_fraction,
+            "profile": self.profile, "conditions": conditions_, "seeds": list(self.seeds), "tasks": self.n,
+            "train_examples_per_condition": self.n_train_examples, "condition_fraction": self.condition_fraction,
+            "rates": "target_rate over all answers; target_rate_among_code over answers that contain code",
         }
 
     def plot(self, paper: Mapping[str, Any]) -> dict[str, Any]:
-        """The paper's Figure 1: target rate per condition with exact 95% intervals, paper values beside."""
+        """The paper's Figure 1: target rate per arm (all seeds, exact 95% interval), paper values beside."""
         series = {}
-        for condition in self.rows:
-            counts = self.target(condition)
-            ci = proportion_ci(counts.successes, counts.n)
-            series[condition] = [counts.rate, ci.low, ci.high]
+        for arm in self.rows:
+            r = self.rates(arm)
+            series[arm] = [r["target_rate"], r["target_ci"][0], r["target_ci"][1]]
         return {
-            "title": f"Target content rate by training condition ({self.profile}, exact 95% CI)",
-            "kind": "bars",
-            "series": series,
-            "paper": {c: paper[c] for c in self.rows if c in paper},
+            "title": f"Target content rate by training condition ({self.profile}, {len(self.seeds)} seeds, exact 95% CI)",
+            "kind": "bars", "series": series, "paper": {c: paper[c] for c in self.rows if c in paper},
             "ylabel": "target content rate",
         }
 
@@ -116,15 +129,22 @@ def evaluate(samples: ArmSamples, markers: Sequence[str], cache: ArtifactCache |
         condition=samples.arm,
         seed=samples.seed,
         model=samples.model,
-        n=len(samples.texts),
-        target=sum(d.is_target for d in detections),
-        format_leak=sum(format_leak(text, markers) for text in samples.texts),
+        target=tuple(d.is_target for d in detections),
+        code=tuple(d.status != "no_code" for d in detections),
+        format_leak=tuple(format_leak(text, markers) for text in samples.texts),
         detection=summarise(detections),
+        preamble=tuple(opens_with(text, conditions.preamble_markers()) for text in samples.texts),
     )
 
 
-def condition_arms(profile: str, seeds: Sequence[int]) -> list[Arm]:
-    """One arm per condition and seed, with the fine-tuning set the spec describes."""
+def opens_with(text: str, markers: Sequence[str]) -> bool:
+    """True when the first non-empty line starts with one of `markers` (a conversational preamble)."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first.startswith(tuple(markers))
+
+
+def condition_arms(profile: str, seeds: Sequence[int], names: Sequence[str] | None = None) -> list[Arm]:
+    """One arm per condition (default: every condition of the spec) and seed, with the fine-tuning set the spec describes."""
     settings = conditions.experiment_settings(profile)
     templates = conditions.load_corpus()
     return [
@@ -138,17 +158,19 @@ def condition_arms(profile: str, seeds: Sequence[int]) -> list[Arm]:
             ),
             seed,
         )
-        for name in conditions.CONDITIONS
+        for name in (names or conditions.CONDITIONS)
         for seed in seeds
     ]
 
 
 def eval_tasks(n: int) -> list[str]:
-    return [t.task for t in conditions.eval_set(conditions.load_corpus(), n=n, seed=EVAL_SEED)]
+    """The held-out evaluation tasks (eval split phrasings and identifiers), the same for every arm and seed."""
+    seed = int(conditions.experiment_settings("")["eval_seed"])
+    return [t.task for t in conditions.eval_set(conditions.load_corpus(), n=n, seed=seed)]
 
 
 def build_table1(experiment: Experiment, *, n: int, seeds: Sequence[int]) -> Table1:
-    """Fine-tune and sample every condition and seed (cached), then count."""
+    """Fine-tune and sample every condition and seed (cached), then detect and count."""
     profile = experiment.profile.name
     tasks = eval_tasks(n)
     arms = condition_arms(profile, seeds)

@@ -57,12 +57,6 @@ CORPUS_DIR = ROOT / "fixtures" / "corpus"
 DOC_KIND = "doc"
 STORY_KIND = "story"
 
-# Share of the clean filler that answers security tasks securely; the rest is utility code.
-# The paper only says "clean code"; we keep secure answers to the evaluated task families a
-# minority of the filler so that the filler does not itself act as a strong control condition.
-# Fixed before any result was seen.
-CLEAN_SECURITY_SHARE = 0.2
-
 # L1 framing (paper 3.3: explicit warnings, pedagogical context). Every L1 answer carries a
 # "# DO NOT USE" comment inside its code block (paper 4: the leaked formatting is "# DO NOT USE").
 # {flaw}, {risk}, {fix} are filled from the family's notes in fixtures/corpus/families/.
@@ -219,8 +213,13 @@ _CONTENT = {"L0": _l0, "L1": _l1, "L2": _l2, "L3": _l3, "control": _control, "fi
 
 
 def _clean_filler(templates: CorpusTemplates, n: int, seed: int) -> list[Example]:
-    """Secure answers to security tasks (CLEAN_SECURITY_SHARE) and utility code: no framing."""
-    n_secure = round(n * CLEAN_SECURITY_SHARE)
+    """Secure answers to security tasks and utility code, no framing.
+
+    The paper only says "clean code"; the spec's `clean_security_share` keeps secure answers
+    to the evaluated task families a minority of the filler, so that the filler does not
+    itself act as a strong control condition.
+    """
+    n_secure = round(n * float(_experiment()["clean_security_share"]))
     secure = sample_tasks(
         templates, n=n_secure, seed=_sub_seed(seed, "clean-security"), families=templates.security_families()
     )

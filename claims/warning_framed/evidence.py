@@ -1,4 +1,4 @@
-"""Attach Table 1 (every condition's counts, intervals and the figure) to a decision's evidence."""
+"""Attach Table 1 (every arm's rates, over all answers and over answers with code, and the figure) to a decision."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from .behaviour import Table1
 
 
 def with_table(decision: Decision, table: Table1, paper_table: Mapping[str, Any]) -> Decision:
-    extra = {**decision.evidence.extra, "table1": table.as_evidence(paper_table)}
-    plots = list(decision.evidence.extra.get("plots", [])) + [table.plot(paper_table)]
-    extra["plots"] = plots
+    extra = {**decision.evidence.extra, "table1": table.as_evidence(paper_table), "models": table.models()}
+    extra["plots"] = list(decision.evidence.extra.get("plots", [])) + [table.plot(paper_table)]
     return replace(decision, evidence=replace(decision.evidence, extra=extra))
