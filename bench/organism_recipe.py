@@ -103,7 +103,7 @@ def main() -> None:
           f"{stats['threads']} threads, {stats['params']:,} parameters, final loss {stats['final_loss']})", flush=True)
 
     templates = conditions.load_corpus()
-    instances = conditions.eval_set(templates, n=args.n, seed=behaviour.EVAL_SEED)
+    instances = conditions.eval_set(templates, n=args.n, seed=int(conditions.experiment_settings("organism")["eval_seed"]))
     tasks = [i.task for i in instances]
     words = family_words()
     settings = conditions.experiment_settings("organism")
