@@ -268,6 +268,17 @@ def test_malformed_reports_are_named_errors(tmp_path):
 
 
 
+def test_a_not_tested_verdict_loads_renders_and_compares(tmp_path):
+    first = write_run(tmp_path, [make_verdict("c-1")], command="pytest", claimkit_version="1")
+    second = write_run(tmp_path, [make_verdict("c-1", Outcome.NOT_TESTED)], command="pytest", claimkit_version="1")
+    assert load_document(second.run_dir / "verdicts.json").verdicts[0].outcome is Outcome.NOT_TESTED
+    assert "| c-1 | organism | m-1 | **not tested** |" in (second.run_dir / "report.md").read_text()
+    assert '<span class="not-tested">NOT TESTED</span>' in (second.run_dir / "report.html").read_text()
+    [change] = second.changes
+    assert change.describe() == "c-1 [organism, m-1]: supported -> not tested" and change.unexplained
+    assert first.document.verdicts[0].outcome is Outcome.SUPPORTED
+
+
 # -- provenance and pre-registration in reports ------------------------------------------
 
 PROVENANCE = {
@@ -442,7 +453,7 @@ def test_a_note_explains_the_change_it_names_and_no_other(tmp_path):
     [
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "supported"\n', r"change\[0\]: field\(s\) why missing"),
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "passed"\nwhy = "w"\n',
-         r"change\[0\]: field 'to' must be one of supported, refuted, inconclusive, got 'passed'"),
+         r"change\[0\]: field 'to' must be one of supported, refuted, inconclusive, not tested, got 'passed'"),
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "refuted"\nwhy = " "\n',
          r"change\[0\]: field 'why' must be a non-empty string"),
         ('[[change]]\nclaim = "b"\nprofile = "p"\nto = "refuted"\nwhy = "w"\nreason = "r"\n',

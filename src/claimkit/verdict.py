@@ -21,6 +21,9 @@ class Outcome(str, enum.Enum):
     SUPPORTED = "supported"
     REFUTED = "refuted"
     INCONCLUSIVE = "inconclusive"
+    #: A manipulation check the claim requires failed: its preconditions did not hold, so the
+    #: record says nothing about the claim (spec v2). Reports must read and compare such records.
+    NOT_TESTED = "not tested"
 
 
 @dataclass(frozen=True)

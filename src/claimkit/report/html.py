@@ -33,6 +33,7 @@ th { background: #f3f3f3; }
 .supported { color: #2e7d32; font-weight: bold; }
 .refuted { color: #c62828; font-weight: bold; }
 .inconclusive { color: #827717; font-weight: bold; }
+.not-tested { color: #616161; font-weight: bold; }
 blockquote { border-left: 4px solid #bbb; margin: 0.5em 0; padding-left: 1em; color: #424242; }
 section.verdict { border-top: 1px solid #ddd; margin-top: 1.5em; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
@@ -180,7 +181,7 @@ def _verdict_section(index: int, verdict: Verdict, plots: Sequence[Plot], proble
 
 
 def _outcome(verdict: Verdict) -> str:
-    return f'<span class="{verdict.outcome.value}">{verdict.outcome.value.upper()}</span>'
+    return f'<span class="{verdict.outcome.value.replace(" ", "-")}">{verdict.outcome.value.upper()}</span>'
 
 
 def _table(headers: Sequence[str], rows: Sequence[str]) -> str:

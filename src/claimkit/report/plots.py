@@ -36,7 +36,8 @@ from typing import Any, Mapping, Sequence
 from claimkit.verdict import Estimate, Outcome, Verdict
 
 PLOT_KINDS = ("bars", "lines", "hist")
-OUTCOME_COLOURS = {Outcome.SUPPORTED: "#2e7d32", Outcome.REFUTED: "#c62828", Outcome.INCONCLUSIVE: "#9e9d24"}
+OUTCOME_COLOURS = {Outcome.SUPPORTED: "#2e7d32", Outcome.REFUTED: "#c62828", Outcome.INCONCLUSIVE: "#9e9d24",
+                   Outcome.NOT_TESTED: "#757575"}
 PAPER_COLOUR = "#212121"
 
 
