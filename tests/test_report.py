@@ -182,6 +182,26 @@ def test_compare_keys_by_claim_profile_and_base_model():
     assert compare(before, before) == []
 
 
+def test_a_spec_revision_explains_a_flip_only_of_the_claims_whose_rule_it_changed():
+    import dataclasses
+
+    def hashed(claim_id, outcome, spec_hash, claim_hash):
+        return dataclasses.replace(make_verdict(claim_id, outcome, spec_hash=spec_hash), claim_hash=claim_hash)
+
+    before = [hashed("ruled", Outcome.SUPPORTED, "sha256:v1", "sha256:r1"),
+              hashed("kept", Outcome.SUPPORTED, "sha256:v1", "sha256:k"),
+              make_verdict("old", spec_hash="sha256:v1")]  # fmt: skip
+    after = [hashed("ruled", Outcome.REFUTED, "sha256:v2", "sha256:r2"),
+             hashed("kept", Outcome.NOT_TESTED, "sha256:v2", "sha256:k"),
+             hashed("old", Outcome.INCONCLUSIVE, "sha256:v2", "sha256:o")]  # fmt: skip
+    changes = {c.claim_id: c for c in compare(before, after)}
+    assert changes["ruled"].spec_changed and not changes["ruled"].unexplained
+    # the spec changed, but not this claim's rule: the flip has no stated cause
+    assert not changes["kept"].spec_changed and changes["kept"].unexplained
+    # a record from before claim hashes: the whole spec's hash is all there is to go by
+    assert changes["old"].spec_changed and not changes["old"].unexplained
+
+
 def test_run_ids_sort_by_time_and_are_unique():
     t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     ids = [new_run_id(t + timedelta(seconds=s)) for s in (0, 0.001, 0.5, 1, 60, 3600)]
