@@ -305,3 +305,135 @@ def test_report_lists_verdicts_not_preregistered_and_rules_changed_after_a_resul
     assert "2 verdict(s) not pre-registered (claim c-1 changed since the lock): c-1 [organism], c-2 [organism]" in out
     assert "1 verdict(s) decided under a rule changed after a result was seen:" in out
     assert "  c-1 [organism]: run " in out and "under claim hash sha256:one; this verdict was decided under sha256:one-edi" in out
+
+
+# -- a revised spec ------------------------------------------------------------------------
+
+SPEC_V1 = """schema = 1
+paper = "demo"
+title = "A demo paper"
+[claims.c-1]
+title = "x beats y"
+scan_claim = "X beats Y."
+[claims.c-1.rule]
+alpha = 0.05
+margin = 0.15
+[claims.c-2]
+title = "x explains y"
+scan_claim = "X explains Y."
+[claims.c-2.rule]
+alpha = 0.05
+[claims.c-3]
+title = "z"
+scan_claim = "Z."
+[claims.c-3.rule]
+alpha = 0.05
+"""
+
+SPEC_V2 = SPEC_V1.replace("margin = 0.15", "margin_share = 0.25").replace(
+    "[claims.c-2.rule]\nalpha = 0.05", "[claims.c-2.rule]\nalpha = 0.05\nrequires_learning = true") + """
+[[changelog]]
+version = 2
+claims = ["c-1"]
+change = "The margin is a share of the learning effect, not 15 points."
+why = "15 points is half the effect of a model that learns 30."
+
+[[changelog]]
+version = 2
+claims = ["c-2"]
+change = "c-2 is not tested when direct training did not teach."
+why = "v1 decided it whether or not the training took."
+"""
+
+
+def revised_specs(tmp_path):
+    """specs/demo.toml (v2, with its changelog) and specs/archive/demo.v1.toml, as fixtures/claims keeps them."""
+    from claimkit.spec import load_spec
+
+    specs = tmp_path / "specs"
+    (specs / "archive").mkdir(parents=True)
+    (specs / "archive" / "demo.v1.toml").write_text(SPEC_V1)
+    (specs / "demo.toml").write_text(SPEC_V2)
+    return specs, load_spec(specs / "archive" / "demo.v1.toml"), load_spec(specs / "demo.toml")
+
+
+def decided(spec, claim_id, outcome, claim_hash=True):
+    """A verdict as a run under `spec` records it (a run before claim hashes has none)."""
+    import dataclasses
+
+    return dataclasses.replace(verdict(claim_id, outcome, spec_hash=spec.hash),
+                               claim_hash=spec.claims[claim_id].hash if claim_hash else "")
+
+
+def test_report_against_a_run_of_the_replaced_spec_shows_the_changelog_of_each_changed_claim(tmp_path, capsys):
+    specs, v1, v2 = revised_specs(tmp_path)
+    reports = tmp_path / "reports"
+    old = write_run(reports, [decided(v1, c, Outcome.SUPPORTED) for c in ("c-1", "c-2", "c-3")],
+                    command="pytest", claimkit_version="1").document.run_id
+    new = write_run(reports, [decided(v2, "c-1", Outcome.REFUTED), decided(v2, "c-2", Outcome.NOT_TESTED),
+                              decided(v2, "c-3", Outcome.INCONCLUSIVE)],
+                    command="pytest", claimkit_version="1").document.run_id
+    no_notes = tmp_path / "notes.toml"
+    no_notes.write_text("")
+    args = ["report", new, "--report-dir", str(reports), "--against", old, "--specs", str(specs), "--notes", str(no_notes)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    headline = (f"spec of demo changed: {v1.hash[:15]} -> {v2.hash[:15]} "
+                f"({specs / 'archive' / 'demo.v1.toml'} -> {specs / 'demo.toml'})")
+    assert headline in lines
+    assert lines.index(headline) < next(i for i, line in enumerate(lines) if "verdict change(s) from run" in line)
+    assert "  c-1 [organism, m]: supported -> refuted; its rule changed; changelog 1" in lines
+    assert "  c-2 [organism, m]: supported -> not tested; its rule changed; changelog 2" in lines
+    # the revision left c-3's rule alone: nothing in the changelog explains its flip
+    assert "  c-3 [organism, m]: supported -> inconclusive; its rule is unchanged; no changelog entry names it" in lines
+    assert f"  the changelog of {specs / 'demo.toml'}, for these claims:" in lines
+    assert "    changelog 1 (version 2; c-1): The margin is a share of the learning effect, not 15 points." in lines
+    assert "      why: 15 points is half the effect of a model that learns 30." in lines
+    assert "    changelog 2 (version 2; c-2): c-2 is not tested when direct training did not teach." in lines
+    assert "      why: v1 decided it whether or not the training took." in lines
+    assert "  changed: c-2 [organism, m]: supported -> not tested (claim spec changed)" in lines
+    # the rendered report says the same, compactly
+    md = (reports / new / "report.md").read_text()
+    assert f"**{headline}**" in md and "- c-1 [organism, m]: supported -> refuted; its rule changed; changelog 1" in md
+    assert "- changelog 1 (version 2; c-1): The margin is a share of the learning effect, not 15 points. *Why:* 15 p" in md
+    assert "<i>Why:</i> v1 decided it whether or not the training took." in (reports / new / "report.html").read_text()
+    # only the flip under an unchanged rule stops nightly CI
+    assert main([*args, "--fail-on-change"]) == 1
+    assert "1 verdict(s) changed under unchanged claim specs" in capsys.readouterr().err
+    # the same runs the other way round: the newer spec is still the one whose changelog is shown
+    assert main(["report", old, "--report-dir", str(reports), "--against", new, "--specs", str(specs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"spec of demo changed: {v2.hash[:15]} -> {v1.hash[:15]} ({specs / 'demo.toml'} -> " \
+           f"{specs / 'archive' / 'demo.v1.toml'})" in lines
+    assert "  c-2 [organism, m]: not tested -> supported; its rule changed; changelog 2" in lines
+
+
+def test_report_against_names_a_spec_hash_that_no_spec_has(tmp_path, capsys):
+    specs, v1, v2 = revised_specs(tmp_path)
+    reports = tmp_path / "reports"
+    lost = verdict("c-1", spec_hash="sha256:" + "0" * 64)  # a run before claim hashes, under a spec nobody kept
+    old = write_run(reports, [lost, decided(v1, "c-2", Outcome.SUPPORTED, claim_hash=False)],
+                    command="pytest", claimkit_version="1").document.run_id
+    new = write_run(reports, [decided(v2, "c-1", Outcome.SUPPORTED), decided(v2, "c-2", Outcome.SUPPORTED)],
+                    command="pytest", claimkit_version="1").document.run_id
+    assert main(["report", new, "--report-dir", str(reports), "--against", old, "--specs", str(specs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (f"spec of demo changed: sha256:00000000, {v1.hash[:15]} -> {v2.hash[:15]} "
+            f"(not found, {specs / 'archive' / 'demo.v1.toml'} -> {specs / 'demo.toml'})") in lines
+    assert (f"  spec sha256:00000000 of run {old}'s demo verdicts is neither in {specs} nor in {specs / 'archive'}: "
+            "the rules that decided them cannot be read") in "\n".join(lines)
+    assert ("  c-1 [organism, m]: supported in both, the same numbers; decided under another spec (no claim hash "
+            "to say whether its own rule changed); changelog 1") in lines
+    # without the directory nothing can be found, and the report still comes
+    assert main(["report", new, "--report-dir", str(reports), "--against", old, "--specs", str(tmp_path / "no")]) == 0
+    out = capsys.readouterr().out
+    assert f"the spec directory {tmp_path / 'no'} does not exist (give --specs)" in out
+    assert "c-1 [organism, m]: supported in both, the same numbers; decided under another spec (no claim hash " \
+           "to say whether its own rule changed); changelog unknown" in out
+
+
+def test_report_against_runs_of_one_spec_says_nothing_of_specs(two_runs, tmp_path, capsys):
+    reports, first, second = two_runs
+    assert main(["report", second, "--report-dir", str(reports), "--against", first, "--specs", str(tmp_path / "no")]) == 0
+    assert "spec of" not in capsys.readouterr().out

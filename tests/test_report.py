@@ -182,6 +182,26 @@ def test_compare_keys_by_claim_profile_and_base_model():
     assert compare(before, before) == []
 
 
+def test_a_spec_revision_explains_a_flip_only_of_the_claims_whose_rule_it_changed():
+    import dataclasses
+
+    def hashed(claim_id, outcome, spec_hash, claim_hash):
+        return dataclasses.replace(make_verdict(claim_id, outcome, spec_hash=spec_hash), claim_hash=claim_hash)
+
+    before = [hashed("ruled", Outcome.SUPPORTED, "sha256:v1", "sha256:r1"),
+              hashed("kept", Outcome.SUPPORTED, "sha256:v1", "sha256:k"),
+              make_verdict("old", spec_hash="sha256:v1")]  # fmt: skip
+    after = [hashed("ruled", Outcome.REFUTED, "sha256:v2", "sha256:r2"),
+             hashed("kept", Outcome.NOT_TESTED, "sha256:v2", "sha256:k"),
+             hashed("old", Outcome.INCONCLUSIVE, "sha256:v2", "sha256:o")]  # fmt: skip
+    changes = {c.claim_id: c for c in compare(before, after)}
+    assert changes["ruled"].spec_changed and not changes["ruled"].unexplained
+    # the spec changed, but not this claim's rule: the flip has no stated cause
+    assert not changes["kept"].spec_changed and changes["kept"].unexplained
+    # a record from before claim hashes: the whole spec's hash is all there is to go by
+    assert changes["old"].spec_changed and not changes["old"].unexplained
+
+
 def test_run_ids_sort_by_time_and_are_unique():
     t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     ids = [new_run_id(t + timedelta(seconds=s)) for s in (0, 0.001, 0.5, 1, 60, 3600)]
@@ -266,6 +286,57 @@ def test_malformed_reports_are_named_errors(tmp_path):
     with pytest.raises(ReportError, match="report not found"):
         resolve_verdicts_file(tmp_path / "reports" / "latest.json")
 
+
+
+def test_a_not_tested_verdict_loads_renders_and_compares(tmp_path):
+    first = write_run(tmp_path, [make_verdict("c-1")], command="pytest", claimkit_version="1")
+    second = write_run(tmp_path, [make_verdict("c-1", Outcome.NOT_TESTED)], command="pytest", claimkit_version="1")
+    assert load_document(second.run_dir / "verdicts.json").verdicts[0].outcome is Outcome.NOT_TESTED
+    assert "| c-1 | organism | m-1 | **not tested** |" in (second.run_dir / "report.md").read_text()
+    assert '<span class="not-tested">NOT TESTED</span>' in (second.run_dir / "report.html").read_text()
+    [change] = second.changes
+    assert change.describe() == "c-1 [organism, m-1]: supported -> not tested" and change.unexplained
+    assert first.document.verdicts[0].outcome is Outcome.SUPPORTED
+
+
+def test_a_run_written_after_a_spec_revision_shows_the_revision_with_its_changes(tmp_path):
+    import dataclasses
+
+    from claimkit.spec import load_spec
+
+    specs = tmp_path / "specs"
+    (specs / "archive").mkdir(parents=True)
+    v1_text = ('schema = 1\npaper = "demo"\ntitle = "t"\n[claims.c-1]\ntitle = "c"\nscan_claim = "C."\n'
+               "[claims.c-1.rule]\nalpha = 0.05\n")
+    (specs / "archive" / "demo.v1.toml").write_text(v1_text)
+    (specs / "demo.toml").write_text(v1_text.replace("alpha = 0.05", "alpha = 0.01") + (
+        '[[changelog]]\nversion = 2\nclaims = ["c-1"]\nchange = "alpha 0.01"\nwhy = "five claims share 0.05"\n'))
+    v1, v2 = load_spec(specs / "archive" / "demo.v1.toml"), load_spec(specs / "demo.toml")
+
+    def under(spec, outcome):
+        return dataclasses.replace(make_verdict("c-1", outcome, spec_hash=spec.hash), claim_hash=spec.claims["c-1"].hash)
+
+    reports = tmp_path / "reports"
+    first = write_run(reports, [under(v1, Outcome.SUPPORTED)], command="pytest", claimkit_version="1", specs_dir=specs)
+    same = write_run(reports, [under(v1, Outcome.SUPPORTED)], command="pytest", claimkit_version="1", specs_dir=specs)
+    assert first.revisions == () and same.revisions == ()
+    second = write_run(reports, [under(v2, Outcome.INCONCLUSIVE)], command="pytest", claimkit_version="1",
+                       specs_dir=specs)
+    [revision] = second.revisions
+    assert (revision.paper, revision.before, revision.after, revision.newer) == ("demo", (v1.hash,), (v2.hash,),
+                                                                                 specs / "demo.toml")
+    assert [c.describe() for c in revision.claims] == [
+        "c-1 [organism, m-1]: supported -> inconclusive; its rule changed; changelog 1"]
+    assert revision.entry_lines() == [("changelog 1 (version 2; c-1): alpha 0.01", "five claims share 0.05")]
+    md = (second.run_dir / "report.md").read_text()
+    changes = md[md.index(f"## Changes since run {same.document.run_id}"):md.index("## Verdicts")]
+    assert f"**spec of demo changed: {v1.hash[:15]} -> {v2.hash[:15]}" in changes
+    assert "- changelog 1 (version 2; c-1): alpha 0.01 *Why:* five claims share 0.05" in changes
+    assert "- changed: c-1 [organism, m-1]: supported -> inconclusive (claim spec changed)" in changes
+    html = (second.run_dir / "report.html").read_text()
+    assert "<li>changelog 1 (version 2; c-1): alpha 0.01 <i>Why:</i> five claims share 0.05</li>" in html
+    # without a specs directory (render_run from elsewhere) the changes are as before
+    assert write_run(reports, [under(v1, Outcome.SUPPORTED)], command="pytest", claimkit_version="1").revisions == ()
 
 
 # -- provenance and pre-registration in reports ------------------------------------------

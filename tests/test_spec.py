@@ -159,3 +159,53 @@ def test_bad_preregistration_tables_name_the_field(tmp_path, table, message):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert f"{path}: [preregistration]" in str(info.value) and message in str(info.value)
+
+
+# -- changelog ----------------------------------------------------------------------------
+
+CHANGELOG = """
+[[changelog]]
+version = 2
+claims = ["c-1", "c-1.sub"]
+change = "n raised from 100 to 300"
+why = "  100 could not detect the paper's effect  "
+"""
+
+
+def test_a_revised_spec_lists_each_change_with_its_reason(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD + CHANGELOG))
+    [entry] = spec.changelog
+    assert (entry.version, entry.claims, entry.change) == (2, ("c-1", "c-1.sub"), "n raised from 100 to 300")
+    assert entry.why == "100 could not detect the paper's effect"
+    assert load_spec(write(tmp_path, GOOD)).changelog == ()
+    # the reasons are part of the pre-registered spec: they are in its hash
+    assert spec.hash != load_spec(write(tmp_path, GOOD + CHANGELOG.replace("300", "400"))).hash
+
+
+def test_the_warning_framed_changelog_names_only_its_own_claims():
+    spec = load_spec(SPECS / "warning_framed.toml")
+    assert len(spec.changelog) >= 5 and all(e.version == 2 and e.change and e.why for e in spec.changelog)
+    assert {c for e in spec.changelog for c in e.claims} <= set(spec.claims)
+    assert load_spec(SPECS / "archive" / "warning_framed.v1.toml").changelog == ()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[changelog]\nversion = 2\n', "field 'changelog' must be an array of tables ([[changelog]] entries), got dict"),
+        ("changelog = [1]\n", "changelog[0]: must be a table with version, claims, change, why, got int"),
+        (CHANGELOG.replace('why = "  100 could not detect the paper\'s effect  "', ""), "changelog[0]: field(s) why missing"),
+        (CHANGELOG + 'reason = "x"\n', "changelog[0]: unknown field(s) reason; an entry has only version"),
+        (CHANGELOG.replace("version = 2", 'version = "2"'), "changelog[0]: field 'version' must be a positive integer"),
+        (CHANGELOG.replace("version = 2", "version = 0"), "changelog[0]: field 'version' must be a positive integer"),
+        (CHANGELOG.replace('claims = ["c-1", "c-1.sub"]', 'claims = "c-1"'), "changelog[0]: field 'claims' must be"),
+        (CHANGELOG.replace('claims = ["c-1", "c-1.sub"]', "claims = []"), "changelog[0]: field 'claims' must be"),
+        (CHANGELOG + CHANGELOG.replace('change = "n raised from 100 to 300"', 'change = " "'),
+         "changelog[1]: field 'change' must be a non-empty string"),
+    ],
+)
+def test_a_bad_changelog_names_the_file_the_entry_and_the_field(tmp_path, text, message):
+    path = write(tmp_path, GOOD.replace('title = "A demo paper"\n', f'title = "A demo paper"\n{text}\n', 1))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)

@@ -1,20 +1,21 @@
 """The `claimkit` console script.
 
-    claimkit report [RUN|latest] [--against OTHER] [--fail-on-change] [--notes NOTES.toml]
+    claimkit report [RUN|latest] [--against OTHER] [--fail-on-change] [--notes NOTES.toml] [--specs DIR]
     claimkit mark SCAN --report REPORT [--specs DIR] [--update-supported]
     claimkit list SCAN [--report REPORT] [--specs DIR]
     claimkit preregister SPEC.toml
 
-`report` lists the verdicts that changed, what the two runs' conditions differ in
-(devices, package versions, commits, code), the verdicts whose numbers moved, and
-the verdicts that were not pre-registered or whose rule changed after a result was
-seen. `preregister` locks a claim spec before its results are seen: it writes
+`report` says which papers' specs differ between the two runs (with what the newer
+spec's changelog says about each claim whose rule or verdict differs), then lists the
+verdicts that changed, what the two runs' conditions differ in (devices, package
+versions, commits, code), the verdicts whose numbers moved, and the verdicts that were
+not pre-registered or whose rule changed after a result was seen. `preregister` locks a claim spec before its results are seen: it writes
 `<spec>.lock.json` beside it (the spec's and each claim's hash, the hashes of the
 inputs its `[preregistration]` table declares, the commit, the UTC time); runs mark
 every verdict whose spec or inputs differ from the lock "not pre-registered".
 
 Exit codes: 0 ok, 1 failure (bad input, verdicts that changed with neither a changed
-spec nor a note with --fail-on-change),
+rule of their claim nor a note with --fail-on-change),
 2 usage (bad arguments). Errors are one sentence for a person, never a traceback.
 """
 
@@ -41,6 +42,7 @@ from claimkit.report.environment import differences, environment
 from claimkit.report.history import previous_run_id
 from claimkit.report.markdown import changed_rule
 from claimkit.report.notes import NOTES_FILE, ChangeNote, apply_notes, load_notes, unused_notes
+from claimkit.report.revisions import SpecRevision, spec_revisions
 from claimkit.spec import SpecError, load_spec, load_specs
 from claimkit.verdict import Verdict
 
@@ -76,10 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"report directory holding run ids and 'latest' (default: {DEFAULT_REPORT_DIR})")
     report.add_argument("--against", metavar="OTHER_RUN", help="run to compare with (default: the previous run)")
     report.add_argument("--fail-on-change", action="store_true",
-                        help="exit 1 if a verdict's outcome changed under an unchanged claim spec and no note "
-                        "explains it (nightly CI)")
+                        help="exit 1 if a verdict's outcome changed under an unchanged rule of its claim (claim "
+                        "hash; spec hash for records without one) and no note explains it (nightly CI)")
     report.add_argument("--notes", type=Path, metavar="NOTES.toml",
                         help=f"verdict changes a person expects, and why (default: {NOTES_FILE} if it exists)")
+    report.add_argument("--specs", type=Path, default=Path(DEFAULT_SPECS_DIR),
+                        help=f"claim spec directory, with replaced specs in its archive/ (default: {DEFAULT_SPECS_DIR}); "
+                        "read where the two runs decided a paper under different specs, for the changelog")
     report.set_defaults(handler=_report)
 
     mark = commands.add_parser(
@@ -129,12 +134,16 @@ def _report(args: argparse.Namespace) -> int:
     other = load_document(other_dir / VERDICTS_FILE) if other_dir else None
     notes_path, notes = _notes(args.notes)
     changes = apply_notes(compare(other.verdicts, document.verdicts), notes) if other else None
-    written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None)
+    revisions = spec_revisions(other, document, args.specs) if other else []
+    written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None,
+                         revisions=revisions)
     print(f"run {document.run_id}: {len(document.verdicts)} verdicts; rendered {written[0]} and {written[1]}")
     _print_registration(document.verdicts)
     if other is None:
         print("no earlier run to compare with (history.jsonl has none)")
         return 0
+    for revision in revisions:
+        _print_revision(revision)
     print(f"{len(changes) or 'no'} verdict change(s) from run {other.run_id} to run {document.run_id}")
     for change in changes:
         print(f"  {change.kind}: {change.describe()}")
@@ -161,6 +170,21 @@ def _report(args: argparse.Namespace) -> int:
               f"table with claim, profile, to and why there.", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_revision(revision: SpecRevision) -> None:
+    """A paper decided under another spec: the hashes, each verdict whose rule or verdict differs,
+    and the newer spec's changelog entries that name them, so a reader sees why they differ."""
+    print(revision.headline())
+    for problem in revision.problems:
+        print(f"  {problem}")
+    for claim in revision.claims:
+        print(f"  {claim.describe()}")
+    if revision.changelog:
+        print(f"  the changelog of {revision.newer}, for these claims:")
+    for change, why in revision.entry_lines():
+        print(f"    {change}")
+        print(f"      why: {why}")
 
 
 def _print_registration(verdicts: Sequence[Verdict]) -> None:

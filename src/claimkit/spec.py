@@ -6,7 +6,10 @@ verdict so a report can be tied to the exact rules it was decided by. Each claim
 has a hash of its own too (its table, its ancestors' and `[experiment]`), so a
 changed rule is attributable to the claim it decides. `[preregistration] inputs`
 names the files and directories outside the spec that decisions depend on;
-`claimkit.preregistration` locks them with the spec.
+`claimkit.preregistration` locks them with the spec. A revised spec says what it changed
+and why in `[[changelog]]` entries (part of the spec, so of its hash: the reasons are
+fixed with the rules, before the revision's results are seen); `claimkit report --against`
+shows them beside the verdicts they explain.
 """
 
 from __future__ import annotations
@@ -79,6 +82,16 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class ChangelogEntry:
+    """One change of a spec revision and its design reason, as the revised spec states it."""
+
+    version: int  # the spec version that made the change
+    claims: tuple[str, ...]  # the claims it touches (claim ids are kept across versions)
+    change: str
+    why: str
+
+
+@dataclass(frozen=True)
 class PaperSpec:
     path: Path
     paper: str
@@ -93,6 +106,8 @@ class PaperSpec:
     calibration: Mapping[str, Any] = field(default_factory=dict)
     #: Inputs outside the spec that decisions depend on, as declared: paths relative to the spec file.
     preregistration_inputs: tuple[str, ...] = ()
+    #: What revisions of the spec changed and why, in the file's order; a first version has none.
+    changelog: tuple[ChangelogEntry, ...] = ()
 
     def input_path(self, declared: str) -> Path:
         """Where a declared pre-registration input is (relative to the spec's directory)."""
@@ -207,6 +222,7 @@ def _parse(path: Path, data: Mapping[str, Any]) -> PaperSpec:
         checks=checks,
         calibration=_optional(data, "calibration", dict, where) or {},
         preregistration_inputs=_preregistration_inputs(data, where),
+        changelog=_changelog(data, where),
     )
 
 
@@ -230,6 +246,42 @@ def _preregistration_inputs(data: Mapping[str, Any], where: str) -> tuple[str, .
     if repeated:
         raise SpecError(f"{where}: field 'inputs' names {repeated[0]!r} more than once")
     return tuple(inputs)
+
+
+_CHANGELOG_FIELDS = ("version", "claims", "change", "why")
+
+
+def _changelog(data: Mapping[str, Any], where: str) -> tuple[ChangelogEntry, ...]:
+    entries = data.get("changelog")
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise SpecError(f"{where}: field 'changelog' must be an array of tables ([[changelog]] entries), "
+                        f"got {type(entries).__name__}")
+    return tuple(_changelog_entry(entry, f"{where}: changelog[{i}]") for i, entry in enumerate(entries))
+
+
+def _changelog_entry(entry: Any, where: str) -> ChangelogEntry:
+    needs = ", ".join(_CHANGELOG_FIELDS)
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where}: must be a table with {needs}, got {type(entry).__name__}")
+    missing = [key for key in _CHANGELOG_FIELDS if key not in entry]
+    if missing:
+        raise SpecError(f"{where}: field(s) {', '.join(missing)} missing; an entry needs {needs}")
+    unknown = sorted(set(entry) - set(_CHANGELOG_FIELDS))
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}; an entry has only {needs}")
+    version = entry["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SpecError(f"{where}: field 'version' must be a positive integer (the spec version that made the "
+                        f"change), got {version!r}")
+    claims = entry["claims"]
+    if not isinstance(claims, list) or not claims or not all(isinstance(c, str) and c.strip() for c in claims):
+        raise SpecError(f"{where}: field 'claims' must be a non-empty list of the claim ids it touches, got {claims!r}")
+    for key in ("change", "why"):
+        if not isinstance(entry[key], str) or not entry[key].strip():
+            raise SpecError(f"{where}: field '{key}' must be a non-empty string, got {entry[key]!r}")
+    return ChangelogEntry(version, tuple(claims), entry["change"].strip(), entry["why"].strip())
 
 
 def _parse_checks(file: str, raw: Mapping[str, Any]) -> dict[str, CheckSpec]:

@@ -3,7 +3,9 @@
 `write_run` is what the pytest plugin calls at the end of a session; `render_run`
 re-draws a run's human-readable reports from its verdicts.json (`claimkit report`).
 A run's verdicts are checked against history as they are written: a claim decided
-under a rule that changed after an earlier result was recorded is flagged.
+under a rule that changed after an earlier result was recorded is flagged; where the
+previous run decided a paper under another spec, the changes say so, with the newer
+spec's changelog (`claimkit.report.revisions`).
 Importing this package is light: matplotlib is imported only when plots are drawn.
 """
 
@@ -40,12 +42,13 @@ from claimkit.report.json_report import (
     write_text_atomic,
     write_bytes_atomic,
 )
+from claimkit.report.revisions import SpecRevision, spec_revisions
 from claimkit.verdict import Verdict
 
 __all__ = [
     "SCHEMA", "VERDICTS_FILE", "HISTORY_FILE", "LATEST_JSON", "Change", "Drift", "ReportError", "RunDocument",
-    "WrittenRun", "compare", "drifts", "load_document", "new_run_id", "read_history", "render_run",
-    "resolve_run_dir", "resolve_verdicts_file", "write_run",
+    "SpecRevision", "WrittenRun", "compare", "drifts", "load_document", "new_run_id", "read_history", "render_run",
+    "resolve_run_dir", "resolve_verdicts_file", "spec_revisions", "write_run",
 ]
 
 REPORT_MD = "report.md"
@@ -60,6 +63,7 @@ class WrittenRun:
     document: RunDocument
     previous_run: str | None  # the run it was compared with, if any
     changes: tuple[Change, ...]
+    revisions: tuple[SpecRevision, ...] = ()  # papers the previous run decided under another spec
 
 
 def write_run(
@@ -70,12 +74,15 @@ def write_run(
     claimkit_version: str,
     run_id: str | None = None,
     provenance: Mapping[str, Any] | None = None,
+    specs_dir: str | Path | None = None,
 ) -> WrittenRun:
     """Write `<report_dir>/<run-id>/`, append history, move `latest` to it.
 
     Verdicts are sorted by (claim, profile, model) so a run's report does not depend
     on which xdist worker finished first. `provenance` is the run's own
     (`claimkit.provenance.run_provenance`); each verdict carries its decider's.
+    `specs_dir` (with replaced specs in its archive/) is where the changelog is read
+    from when the previous run decided a paper under another spec.
     """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -105,25 +112,26 @@ def write_run(
     # Two runs finishing together must not interleave history lines or race on `latest`.
     with FileLock(str(report_dir / _LOCK_FILE)):
         document = replace(document, verdicts=flag_changed_rules(ordered, read_history(report_dir)))
-        previous, changes = _changes_since_previous(report_dir, run_id, document.verdicts)
-        render_run(run_dir, document, changes=changes, previous_run=previous)
+        previous, changes, revisions = _changes_since_previous(report_dir, document, specs_dir)
+        render_run(run_dir, document, changes=changes, previous_run=previous, revisions=revisions)
         write_document(document, run_dir / VERDICTS_FILE)
         append_history(report_dir, document)
         update_latest(report_dir, document)
-    return WrittenRun(run_dir, document, previous, changes)
+    return WrittenRun(run_dir, document, previous, changes, revisions)
 
 
 def _changes_since_previous(
-    report_dir: Path, run_id: str, verdicts: Sequence[Verdict]
-) -> tuple[str | None, tuple[Change, ...]]:
-    previous = previous_run_id(report_dir, run_id)
+    report_dir: Path, document: RunDocument, specs_dir: str | Path | None
+) -> tuple[str | None, tuple[Change, ...], tuple[SpecRevision, ...]]:
+    previous = previous_run_id(report_dir, document.run_id)
     if previous is None:
-        return None, ()
+        return None, (), ()
     try:
         earlier = load_document(report_dir / previous / VERDICTS_FILE)
     except ReportError:  # an unreadable old run must not cost tonight's report
-        return None, ()
-    return previous, tuple(compare(earlier.verdicts, verdicts))
+        return None, (), ()
+    revisions = tuple(spec_revisions(earlier, document, specs_dir)) if specs_dir is not None else ()
+    return previous, tuple(compare(earlier.verdicts, document.verdicts)), revisions
 
 
 def render_run(
@@ -132,8 +140,10 @@ def render_run(
     *,
     changes: Sequence[Change] | None = None,
     previous_run: str | None = None,
+    revisions: Sequence[SpecRevision] = (),
 ) -> list[Path]:
-    """(Re)write report.md, report.html and plots/ of a run; returns the paths written."""
+    """(Re)write report.md, report.html and plots/ of a run; returns the paths written.
+    `revisions` (papers `previous_run` decided under another spec) go with the changes."""
     from claimkit.report.html import render_html
     from claimkit.report.markdown import render_markdown
     from claimkit.report.plots import verdict_plots
@@ -149,7 +159,8 @@ def render_run(
         path = run_dir / PLOTS_DIR / plot.filename
         write_bytes_atomic(path, plot.png)
         written.append(path)
-    markdown = render_markdown(document, plots, problems, changes, previous_run, plots_dir=PLOTS_DIR)
+    markdown = render_markdown(document, plots, problems, changes, previous_run, plots_dir=PLOTS_DIR,
+                               revisions=revisions)
     write_text_atomic(run_dir / REPORT_MD, markdown)
-    write_text_atomic(run_dir / REPORT_HTML, render_html(document, plots, problems, changes, previous_run))
+    write_text_atomic(run_dir / REPORT_HTML, render_html(document, plots, problems, changes, previous_run, revisions))
     return [run_dir / REPORT_MD, run_dir / REPORT_HTML, *written]

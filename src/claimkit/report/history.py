@@ -220,7 +220,7 @@ class Change:
     model: str  # the base model (base_model_name)
     before: Outcome | None  # None: the claim had no verdict in the earlier run
     after: Outcome | None  # None: no verdict in the later run
-    spec_changed: bool = False  # the pre-registered spec changed too: the change has a stated cause
+    spec_changed: bool = False  # the claim's pre-registered rule changed too (rule_changed): a stated cause
     note: str | None = None  # why a person expected it (claimkit.report.notes): a stated cause too
     models: tuple[str, str] | None = None  # the full model names before and after, where they differ
 
@@ -263,11 +263,20 @@ def compare(previous: Iterable[Verdict], current: Iterable[Verdict]) -> list[Cha
                 *key,
                 before=old.outcome if old else None,
                 after=new.outcome if new else None,
-                spec_changed=bool(old and new and old.spec_hash != new.spec_hash),
+                spec_changed=bool(old and new and rule_changed(old, new)),
                 models=(old.model, new.model) if old and new and old.model != new.model else None,
             )
         )
     return changes
+
+
+def rule_changed(old: Verdict, new: Verdict) -> bool:
+    """Whether two verdicts of a claim were decided under different rules: their claim hashes differ,
+    or, where a record has none (runs before claim hashes), their spec hashes do. A claim whose own
+    rule is unchanged is not explained by a revision of another claim's."""
+    if old.claim_hash and new.claim_hash:
+        return old.claim_hash != new.claim_hash
+    return old.spec_hash != new.spec_hash
 
 
 @dataclass(frozen=True)

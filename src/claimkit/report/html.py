@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from html import escape
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from claimkit.provenance import describe_device
 from claimkit.report.history import Change
@@ -24,6 +24,9 @@ from claimkit.report.markdown import (
 )
 from claimkit.report.plots import Plot, PlotProblem
 from claimkit.verdict import Verdict
+
+if TYPE_CHECKING:
+    from claimkit.report.revisions import SpecRevision
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #212121; }
@@ -49,6 +52,7 @@ def render_html(
     problems: Sequence[PlotProblem] = (),
     changes: Sequence[Change] | None = None,
     previous_run: str | None = None,
+    revisions: Sequence[SpecRevision] = (),
 ) -> str:
     title = f"claimkit report: run {document.run_id}"
     body = [f"<h1>{escape(title)}</h1>", "<ul>"]
@@ -62,7 +66,7 @@ def render_html(
         body.append(f"<li>{escape(name)}: {escape(str(value))}</li>")
     body += ["</ul>", "<h2>Summary</h2>", _summary_table(document.verdicts)]
     body += _provenance_section(document)
-    body += _changes_section(changes, previous_run)
+    body += _changes_section(changes, previous_run, revisions)
     body.append("<h2>Verdicts</h2>")
     for index, verdict in enumerate(document.verdicts):
         body += _verdict_section(
@@ -107,13 +111,25 @@ def _provenance_section(document: RunDocument) -> list[str]:
     return out
 
 
-def _changes_section(changes: Sequence[Change] | None, previous_run: str | None) -> list[str]:
+def _changes_section(changes: Sequence[Change] | None, previous_run: str | None,
+                     revisions: Sequence[SpecRevision] = ()) -> list[str]:
     if previous_run is None or changes is None:
         return []
     out = [f"<h2>Changes since run {escape(previous_run)}</h2>"]
+    for revision in revisions:
+        out += _revision_items(revision)
     if not changes:
         return out + ["<p>No verdict changed.</p>"]
     return out + ["<ul>"] + [f"<li>{escape(c.kind)}: {escape(c.describe())}</li>" for c in changes] + ["</ul>"]
+
+
+def _revision_items(revision: SpecRevision) -> list[str]:
+    """A spec revision, compactly: the hashes, one item per verdict it concerns, each changelog entry once."""
+    out = [f"<p><b>{escape(revision.headline())}</b></p>", "<ul>"]
+    out += [f'<li class="problem">{escape(problem)}</li>' for problem in revision.problems]
+    out += [f"<li>{escape(claim.describe())}</li>" for claim in revision.claims]
+    out += [f"<li>{escape(change)} <i>Why:</i> {escape(why)}</li>" for change, why in revision.entry_lines()]
+    return out + ["</ul>"]
 
 
 def _verdict_section(index: int, verdict: Verdict, plots: Sequence[Plot], problems: Sequence[PlotProblem]) -> list[str]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from claimkit.provenance import describe_device
 from claimkit.report.history import Change
 from claimkit.report.json_report import RunDocument
 from claimkit.report.plots import Plot, PlotProblem
 from claimkit.verdict import Estimate, Outcome, Verdict
+
+if TYPE_CHECKING:  # revisions imports this module's short forms
+    from claimkit.report.revisions import SpecRevision
 
 
 # -- short text forms -----------------------------------------------------------
@@ -146,6 +149,7 @@ def render_markdown(
     changes: Sequence[Change] | None = None,
     previous_run: str | None = None,
     plots_dir: str = "plots",
+    revisions: Sequence[SpecRevision] = (),
 ) -> str:
     """The run as Markdown; plot images are linked from `plots_dir` (relative to report.md)."""
     out = [f"# claimkit report: run {document.run_id}", ""]
@@ -167,7 +171,7 @@ def render_markdown(
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     out.append("")
     out += _provenance_section(document)
-    out += _changes_section(changes, previous_run)
+    out += _changes_section(changes, previous_run, revisions)
     out += ["## Verdicts", ""]
     for index, verdict in enumerate(document.verdicts):
         out += _verdict_section(
@@ -191,13 +195,25 @@ def _provenance_section(document: RunDocument) -> list[str]:
     return out
 
 
-def _changes_section(changes: Sequence[Change] | None, previous_run: str | None) -> list[str]:
+def _changes_section(changes: Sequence[Change] | None, previous_run: str | None,
+                     revisions: Sequence[SpecRevision] = ()) -> list[str]:
     if previous_run is None or changes is None:
         return []
     out = [f"## Changes since run {previous_run}", ""]
+    for revision in revisions:
+        out += _revision_lines(revision)
     if not changes:
         return out + ["No verdict changed.", ""]
     return out + [f"- {c.kind}: {c.describe()}" for c in changes] + [""]
+
+
+def _revision_lines(revision: SpecRevision) -> list[str]:
+    """A spec revision, compactly: the hashes, one line per verdict it concerns, each changelog entry once."""
+    out = [f"**{_cell(revision.headline())}**", ""]
+    out += [f"- {problem}" for problem in revision.problems]
+    out += [f"- {claim.describe()}" for claim in revision.claims]
+    out += [f"- {change} *Why:* {why}" for change, why in revision.entry_lines()]
+    return out + [""]
 
 
 def _verdict_section(verdict: Verdict, plots: Sequence[Plot], problems: Sequence[PlotProblem], plots_dir: str) -> list[str]:
