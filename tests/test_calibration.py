@@ -192,26 +192,6 @@ def test_an_unknown_profile_is_named_with_the_profiles_there_are(tmp_path):
         calibration.plan_rows(spec, profiles=["paper"])
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("{not json", "not valid JSON"),
-        ('{"rows": []}', "not a calibration table (it needs 'spec_hash' and 'rows')"),
-        ('{"spec_hash": "sha256:x", "rows": [{"claim": "t-1"}]}', "rows[0] lacks profile, n,"),
-        ('{"spec_hash": "sha256:x", "rows": [{"claim": "t-1", "profile": "small", "n": 40, "seeds": 3, "parts": 1, '
-         '"false_support": "low", "false_refute": 0.0, "power": 1.0, "power_required": false, '
-         '"within_bounds": true, "problems": []}]}', "rows[0]: false_support not of the type"),
-    ],
-)
-def test_a_malformed_table_is_a_named_error(tmp_path, text, message):
-    spec = write_spec(tmp_path)
-    calibration.table_path(spec).write_text(text, encoding="utf-8")
-    with pytest.raises(CalibrationError) as raised:
-        calibration.read_table(spec)
-    assert str(raised.value).startswith(f"{tmp_path / 'tiny.calibration.json'}: ") and message in str(raised.value)
-    assert "claimkit calibrate" in str(raised.value) or "cannot be read" in str(raised.value)
-
-
 # -- committed tables -------------------------------------------------------------------
 
 

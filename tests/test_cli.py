@@ -47,6 +47,21 @@ def test_report_rerenders_latest_and_shows_changes_since_the_previous_run(two_ru
     assert f"## Changes since run {first}" in (reports / second / "report.md").read_text()
 
 
+def test_report_shows_the_calibration_tables_beside_the_specs_it_is_given(two_runs, tmp_path):
+    reports, _, second = two_runs
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "demo.toml").write_text('schema = 2\npaper = "demo"\n')
+    row = {"n": 100, "seeds": 3, "parts": 1, "false_support": 0.03, "false_refute": 0.04, "power": 0.9,
+           "power_required": True, "within_bounds": True, "problems": []}
+    (specs / "demo.calibration.json").write_text(json.dumps({"spec_hash": "sha256:one", "reps": 500, "rows": [
+        {**row, "claim": "c-1", "profile": "organism"}, {**row, "claim": "c-2", "profile": "organism"}]}))
+    assert main(["report", second, "--report-dir", str(reports), "--specs", str(specs)]) == 0
+    md = (reports / second / "report.md").read_text()
+    assert "| c-2 | organism | 100 | 3 | 1 | 0.030 | 0.040 | 0.90 | met |" in md
+    assert "at most 0.08 false verdicts are expected among these 2 claim decisions (1 supported, 1 refuted)" in md
+
+
 def test_fail_on_change_exits_1_only_for_unexplained_changes(two_runs, tmp_path, capsys):
     reports, first, second = two_runs
     no_notes = tmp_path / "no-notes.toml"

@@ -43,21 +43,23 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from scipy import stats as _st
 
+# The table on disk lives in claimkit.calibration_table (light, for reports); its names are re-exported here.
+from claimkit.calibration_table import (  # noqa: F401
+    FILE_SUFFIX,
+    ROW_FIELDS,
+    TABLE_HEADERS,
+    CalibrationError,
+    markdown_table,
+    read_table,
+    table_cells,
+    table_path,
+)
 from claimkit.rules import declared, share
 from claimkit.rules.groups import simulate_groups
 from claimkit.rules.level import simulate_level
 from claimkit.spec import PaperSpec, load_spec
 
-FILE_SUFFIX = ".calibration.json"
 DEFAULT_BOUNDS = {"false_support": 0.05, "false_refute": 0.05, "power": 0.8}
-# What every row of a table file holds, and the columns it is shown under.
-ROW_FIELDS = ("claim", "profile", "n", "seeds", "parts", "false_support", "false_refute", "power",
-              "power_required", "within_bounds", "problems")
-TABLE_HEADERS = ("claim", "profile", "n", "seeds", "parts", "false support", "false refutation", "power", "bounds")
-
-
-class CalibrationError(ValueError):
-    """A spec's calibration settings are missing or malformed; the message says where."""
 
 
 @dataclass(frozen=True)
@@ -400,11 +402,6 @@ def _settings(spec: PaperSpec) -> Mapping[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def table_path(spec_path: str | Path) -> Path:
-    spec_path = Path(spec_path)
-    return spec_path.with_name(spec_path.stem + FILE_SUFFIX)
-
-
 def row_record(row: ClaimRow) -> dict[str, Any]:
     """A row as the table file holds it: every field but the simulated points (kept apart, under "points")."""
     return {k: v for k, v in asdict(row).items() if k != "details"}
@@ -420,54 +417,6 @@ def write_table(spec: PaperSpec, rows: Sequence[ClaimRow], reps: int, seconds: f
     path = table_path(spec.path)
     path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
-
-
-def read_table(spec_path: str | Path) -> dict[str, Any] | None:
-    """The table beside `spec_path`, checked enough to show; None when there is none.
-
-    CalibrationError names the file and what is wrong with it, so a report can say so in a line.
-    """
-    path = table_path(spec_path)
-    redo = f"rerun `claimkit calibrate {spec_path}`"
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{path}: cannot be read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(f"{path}: not valid JSON ({exc}); {redo}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("spec_hash"), str) \
-            or not isinstance(document.get("rows"), list):
-        raise CalibrationError(f"{path}: not a calibration table (it needs 'spec_hash' and 'rows'); {redo}")
-    for i, row in enumerate(document["rows"]):
-        missing = [k for k in ROW_FIELDS if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise CalibrationError(f"{path}: rows[{i}] lacks {', '.join(missing)}; {redo}")
-        odd = [k for k in ("n", "seeds", "parts", "false_support", "false_refute", "power")
-               if not isinstance(row[k], (int, float)) or isinstance(row[k], bool)]
-        odd += [k for k in ("claim", "profile") if not isinstance(row[k], str)]
-        odd += [k for k in ("power_required", "within_bounds") if not isinstance(row[k], bool)]
-        if not isinstance(row["problems"], list) or not all(isinstance(p, str) for p in row["problems"]):
-            odd.append("problems")
-        if odd:
-            raise CalibrationError(f"{path}: rows[{i}]: {', '.join(odd)} not of the type the table writes; {redo}")
-    return document
-
-
-def table_cells(row: Mapping[str, Any]) -> list[str]:
-    """A row's cells under TABLE_HEADERS, for the terminal and every report format."""
-    power = f"{row['power']:.2f}" + ("" if row["power_required"] else " (not required)")
-    ok = "met" if row["within_bounds"] else "BROKEN: " + "; ".join(row["problems"])
-    return [str(row["claim"]), str(row["profile"]), str(row["n"]), str(row["seeds"]), str(row["parts"]),
-            f"{row['false_support']:.3f}", f"{row['false_refute']:.3f}", power, ok]
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One row per claim and profile: n, seeds, false support, false refutation, power, within bounds."""
-    lines = ["| " + " | ".join(TABLE_HEADERS) + " |", "|" + " --- |" * len(TABLE_HEADERS)]
-    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def run(spec_path: str | Path, *, reps: int | None = None, profiles: Sequence[str] | None = None,

@@ -1,21 +1,24 @@
 """The `claimkit` console script.
 
-    claimkit report [RUN|latest] [--against OTHER] [--fail-on-change] [--notes NOTES.toml]
+    claimkit report [RUN|latest] [--against OTHER] [--fail-on-change] [--notes NOTES.toml] [--specs DIR]
     claimkit mark SCAN --report REPORT [--specs DIR] [--update-supported]
     claimkit list SCAN [--report REPORT] [--specs DIR]
     claimkit preregister SPEC.toml
     claimkit calibrate SPEC.toml [--reps N] [--profile P ...] [--workers K]
 
-`report` lists the verdicts that changed, what the two runs' conditions differ in
-(devices, package versions, commits, code), the verdicts whose numbers moved, and
-the verdicts that were not pre-registered or whose rule changed after a result was
-seen. `preregister` locks a claim spec before its results are seen: it writes
+`report` re-renders a run's report.md and report.html (with the simulated error
+rates of the rules, from the calibration tables beside the specs in --specs), and
+lists the verdicts that changed, what the two runs' conditions differ in (devices,
+package versions, commits, code), the verdicts whose numbers moved, and the verdicts
+that were not pre-registered or whose rule changed after a result was seen.
+`preregister` locks a claim spec before its results are seen: it writes
 `<spec>.lock.json` beside it (the spec's and each claim's hash, the hashes of the
 inputs its `[preregistration]` table declares, the commit, the UTC time); runs mark
 every verdict whose spec or inputs differ from the lock "not pre-registered".
 `calibrate` simulates every declared rule of a spec at its profiles' n and seeds
 (claimkit.calibration; minutes: a line per claim and profile on stderr as each is
-done), writes `<spec>.calibration.json` beside it and prints the table.
+done), writes `<spec>.calibration.json` beside it and prints the table; the reports
+show the table beside the verdicts it applies to.
 
 Exit codes: 0 ok, 1 failure (bad input, verdicts that changed with neither a changed
 spec nor a note with --fail-on-change, a rule whose simulated error rates break the
@@ -42,6 +45,7 @@ from claimkit.report import (
     resolve_run_dir,
     resolve_verdicts_file,
 )
+from claimkit.calibration_table import CalibrationError
 from claimkit.preregistration import PreregistrationError, check_spec, lock_path, write_lock
 from claimkit.report.environment import differences, environment
 from claimkit.report.history import previous_run_id
@@ -86,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                         "explains it (nightly CI)")
     report.add_argument("--notes", type=Path, metavar="NOTES.toml",
                         help=f"verdict changes a person expects, and why (default: {NOTES_FILE} if it exists)")
+    report.add_argument("--specs", type=Path, default=Path(DEFAULT_SPECS_DIR),
+                        help="claim spec directory whose calibration tables (<spec>.calibration.json) the report "
+                        f"shows (default: {DEFAULT_SPECS_DIR})")
     report.set_defaults(handler=_report)
 
     mark = commands.add_parser(
@@ -161,7 +168,8 @@ def _report(args: argparse.Namespace) -> int:
     other = load_document(other_dir / VERDICTS_FILE) if other_dir else None
     notes_path, notes = _notes(args.notes)
     changes = apply_notes(compare(other.verdicts, document.verdicts), notes) if other else None
-    written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None)
+    written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None,
+                         specs_dir=args.specs)
     print(f"run {document.run_id}: {len(document.verdicts)} verdicts; rendered {written[0]} and {written[1]}")
     _print_registration(document.verdicts)
     if other is None:
@@ -277,7 +285,7 @@ def _preregister(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from claimkit import calibration
+    from claimkit import calibration  # numpy and scipy: only for this command
 
     if args.spec.is_dir():
         raise SpecError(f"{args.spec}: is a directory; give one claim spec file (e.g. fixtures/claims/<paper>.toml)")
@@ -285,8 +293,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     reps = calibration.settings_reps(spec, args.reps)
     rows = calibration.plan_rows(spec, profiles=args.profiles)
     if not rows:
-        raise calibration.CalibrationError(f"{spec.path}: no claim declares rule parts for a profile with "
-                                           "calibration levels: nothing to simulate")
+        raise CalibrationError(f"{spec.path}: no claim declares rule parts for a profile with calibration levels: "
+                               "nothing to simulate")
     workers = min(args.workers, len(rows))
     print(f"calibrating {spec.path}: {len(rows)} row(s) (claim x profile), {reps} draws per point, "
           f"{workers} worker(s)", file=sys.stderr)
@@ -335,9 +343,9 @@ def _command_part(module: str, name: str) -> Any:
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (a person can fix it), from whichever modules are installed."""
-    errors: list[type[BaseException]] = [ReportError, SpecError, PreregistrationError, CommandUnavailable, OSError]
-    for module, name in (("claimkit.scan", "ScanError"), ("claimkit.mark", "MarkError"),
-                         ("claimkit.calibration", "CalibrationError")):
+    errors: list[type[BaseException]] = [ReportError, SpecError, PreregistrationError, CalibrationError,
+                                         CommandUnavailable, OSError]
+    for module, name in (("claimkit.scan", "ScanError"), ("claimkit.mark", "MarkError")):
         error = _optional_attr(module, name)
         if error is not None:
             errors.append(error)

@@ -199,7 +199,7 @@ class ClaimkitSession:
         try:
             self.written = write_run(
                 self.report_dir, self.verdicts, command=self.command, claimkit_version=claimkit.__version__,
-                provenance=run_provenance(command=self.command, checkout=self.checkout),
+                provenance=run_provenance(command=self.command, checkout=self.checkout), specs_dir=self.specs_dir,
             )
         except OSError as exc:
             self.report_note = f"could not be written to {self.report_dir}: {exc}"

@@ -70,12 +70,15 @@ def write_run(
     claimkit_version: str,
     run_id: str | None = None,
     provenance: Mapping[str, Any] | None = None,
+    specs_dir: str | Path | None = None,
 ) -> WrittenRun:
     """Write `<report_dir>/<run-id>/`, append history, move `latest` to it.
 
     Verdicts are sorted by (claim, profile, model) so a run's report does not depend
     on which xdist worker finished first. `provenance` is the run's own
     (`claimkit.provenance.run_provenance`); each verdict carries its decider's.
+    `specs_dir`, the specs the verdicts were decided by, puts their rules' simulated
+    error rates into the reports (`render_run`).
     """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +109,7 @@ def write_run(
     with FileLock(str(report_dir / _LOCK_FILE)):
         document = replace(document, verdicts=flag_changed_rules(ordered, read_history(report_dir)))
         previous, changes = _changes_since_previous(report_dir, run_id, document.verdicts)
-        render_run(run_dir, document, changes=changes, previous_run=previous)
+        render_run(run_dir, document, changes=changes, previous_run=previous, specs_dir=specs_dir)
         write_document(document, run_dir / VERDICTS_FILE)
         append_history(report_dir, document)
         update_latest(report_dir, document)
@@ -132,8 +135,15 @@ def render_run(
     *,
     changes: Sequence[Change] | None = None,
     previous_run: str | None = None,
+    specs_dir: str | Path | None = None,
 ) -> list[Path]:
-    """(Re)write report.md, report.html and plots/ of a run; returns the paths written."""
+    """(Re)write report.md, report.html and plots/ of a run; returns the paths written.
+
+    With `specs_dir`, the reports show the calibration table beside each spec the
+    verdicts were decided by (claimkit.report.error_rates); a missing or malformed
+    table is a line in the report, never an error.
+    """
+    from claimkit.report.error_rates import error_rates
     from claimkit.report.html import render_html
     from claimkit.report.markdown import render_markdown
     from claimkit.report.plots import verdict_plots
@@ -149,7 +159,9 @@ def render_run(
         path = run_dir / PLOTS_DIR / plot.filename
         write_bytes_atomic(path, plot.png)
         written.append(path)
-    markdown = render_markdown(document, plots, problems, changes, previous_run, plots_dir=PLOTS_DIR)
+    rates = error_rates(document.verdicts, specs_dir) if specs_dir is not None else None
+    markdown = render_markdown(document, plots, problems, changes, previous_run, plots_dir=PLOTS_DIR, error_rates=rates)
     write_text_atomic(run_dir / REPORT_MD, markdown)
-    write_text_atomic(run_dir / REPORT_HTML, render_html(document, plots, problems, changes, previous_run))
+    write_text_atomic(run_dir / REPORT_HTML, render_html(document, plots, problems, changes, previous_run,
+                                                         error_rates=rates))
     return [run_dir / REPORT_MD, run_dir / REPORT_HTML, *written]
