@@ -1,7 +1,8 @@
-"""The `claimkit` console script: report re-rendering and changes, mark/list wiring, exit codes."""
+"""The `claimkit` console script: report re-rendering and changes, mark/list wiring, calibrate, exit codes."""
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -44,6 +45,21 @@ def test_report_rerenders_latest_and_shows_changes_since_the_previous_run(two_ru
     assert f"1 verdict change(s) from run {first} to run {second}" in out
     assert "changed: c-1 [organism, m]: supported -> refuted" in out
     assert f"## Changes since run {first}" in (reports / second / "report.md").read_text()
+
+
+def test_report_shows_the_calibration_tables_beside_the_specs_it_is_given(two_runs, tmp_path):
+    reports, _, second = two_runs
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "demo.toml").write_text('schema = 2\npaper = "demo"\n')
+    row = {"n": 100, "seeds": 3, "parts": 1, "false_support": 0.03, "false_refute": 0.04, "power": 0.9,
+           "power_required": True, "within_bounds": True, "problems": []}
+    (specs / "demo.calibration.json").write_text(json.dumps({"spec_hash": "sha256:one", "reps": 500, "rows": [
+        {**row, "claim": "c-1", "profile": "organism"}, {**row, "claim": "c-2", "profile": "organism"}]}))
+    assert main(["report", second, "--report-dir", str(reports), "--specs", str(specs)]) == 0
+    md = (reports / second / "report.md").read_text()
+    assert "| c-2 | organism | 100 | 3 | 1 | 0.030 | 0.040 | 0.90 | met |" in md
+    assert "at most 0.08 false verdicts are expected among these 2 claim decisions (1 supported, 1 refuted)" in md
 
 
 def test_fail_on_change_exits_1_only_for_unexplained_changes(two_runs, tmp_path, capsys):
@@ -437,3 +453,110 @@ def test_report_against_runs_of_one_spec_says_nothing_of_specs(two_runs, tmp_pat
     reports, first, second = two_runs
     assert main(["report", second, "--report-dir", str(reports), "--against", first, "--specs", str(tmp_path / "no")]) == 0
     assert "spec of" not in capsys.readouterr().out
+# -- calibrate ---------------------------------------------------------------------------
+
+CALIBRATED = """schema = 2
+paper = "demo"
+title = "A demo paper"
+[claims.c-1]
+title = "T learns at least half as much as R"
+scan_claim = "T learns about as much as R."
+[claims.c-1.rule]
+alpha = 0.05
+[[claims.c-1.rule.parts]]
+name = "T's share"
+shape = "share"
+data = "target"
+treatment = "T"
+reference = "R"
+comparator = "C"
+region = { at_least = 0.5 }
+calibration = { paper = 1.0 }
+[claims.c-1.profiles.small]
+n = 30
+seeds = [0, 1, 2]
+[claims.c-1.profiles.large]
+n = 60
+seeds = [0, 1, 2]
+[calibration]
+reps = 1000
+bounds = { false_support = 0.2, false_refute = 0.2 }   # loose: 20 draws a point must not break them by chance
+[calibration.profiles.small]
+comparator_rate = 0.05
+learning_effect = 0.5
+seed_sd = 0.2
+prompt_sd = 0.5
+[calibration.profiles.large]
+comparator_rate = 0.05
+learning_effect = 0.5
+seed_sd = 0.2
+prompt_sd = 0.5
+"""
+
+
+def test_calibrate_writes_the_table_prints_it_and_shows_progress_on_stderr(tmp_path, capsys):
+    spec = tmp_path / "demo.toml"
+    spec.write_text(CALIBRATED)
+    assert main(["calibrate", str(spec), "--reps", "20"]) == 0
+    out, err = capsys.readouterr()
+    table = tmp_path / "demo.calibration.json"
+    assert json.loads(table.read_text())["reps"] == 20  # --reps over the spec's 1000
+    assert "| claim | profile | n | seeds | parts | false support | false refutation | power | bounds |" in out
+    assert "| c-1 | small | 30 | 3 | 1 |" in out and "| c-1 | large | 60 | 3 | 1 |" in out
+    assert f"wrote {table} (2 rows, 20 draws per point, 0:" in out
+    lines = err.strip().splitlines()
+    assert lines[0] == f"calibrating {spec}: 2 row(s) (claim x profile), 20 draws per point, 1 worker(s)"
+    assert lines[1].startswith("[1/2] c-1 small: ") and "s (elapsed 0:" in lines[1]
+    assert lines[2].startswith("[2/2] c-1 large: ") and lines[2].endswith("within bounds")
+
+
+def test_calibrate_one_profile_in_two_workers_says_the_table_is_partial(tmp_path, capsys):
+    spec = tmp_path / "demo.toml"
+    spec.write_text(CALIBRATED)
+    assert main(["calibrate", str(spec), "--reps", "20", "--profile", "large", "--workers", "2"]) == 0
+    out, err = capsys.readouterr()
+    rows = json.loads((tmp_path / "demo.calibration.json").read_text())["rows"]
+    assert [(r["claim"], r["profile"]) for r in rows] == [("c-1", "large")]
+    assert "it holds only profile(s) large (--profile)" in out
+    assert "1 worker(s)" in err  # never more workers than rows
+
+
+def test_calibrate_exits_1_and_names_the_rows_whose_bounds_are_broken(tmp_path, capsys):
+    spec = tmp_path / "demo.toml"
+    tight = CALIBRATED.replace("false_support = 0.2, false_refute = 0.2", "false_support = 0.05, false_refute = 0.05")
+    spec.write_text(tight.replace("alpha = 0.05", "alpha = 0.3"))
+    assert main(["calibrate", str(spec), "--reps", "200", "--profile", "small"]) == 1
+    out, err = capsys.readouterr()
+    assert "BROKEN: false support" in out and (tmp_path / "demo.calibration.json").is_file()  # written all the same
+    assert "1 row(s) break the spec's bounds" in err and "\n  c-1 [small]: false support 0." in err
+
+
+@pytest.mark.parametrize(
+    "name, text, args, message",
+    [
+        ("absent.toml", None, [], "absent.toml: claim spec not found"),
+        (".", None, [], "is a directory; give one claim spec file"),
+        ("bad.toml", "schema = = 2", [], "bad.toml: not valid TOML"),
+        ("v1.toml", SPEC, [], "v1.toml: no [calibration.profiles.<profile>] levels: nothing to simulate"),
+        ("demo.toml", CALIBRATED, ["--profile", "paper"], "no [calibration.profiles.<profile>] levels for ['paper'] "
+                                                         "(profiles with levels: small, large)"),
+        ("demo.toml", CALIBRATED.replace("reps = 1000", 'reps = "many"'), [],
+         "draws per point (reps) must be a positive integer, got 'many'"),
+    ],
+)
+def test_calibrate_errors_are_one_sentence_and_exit_1(tmp_path, capsys, name, text, args, message):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    assert main(["calibrate", str(path), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("claimkit calibrate: error: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.calibration.json"))
+
+
+def test_calibrate_usage_errors_are_exit_2(tmp_path, capsys):
+    assert main(["calibrate"]) == 2
+    assert main(["calibrate", "demo.toml", "--reps", "0"]) == 2
+    assert "--reps: must be a positive integer, got 0" in capsys.readouterr().err
+    assert main(["calibrate", "demo.toml", "--workers", "two"]) == 2

@@ -560,6 +560,9 @@ def test_a_run_writes_its_report_history_and_latest(project):
     assert d1["spec_hash"].startswith("sha256:") and d1["nodeid"] == "test_claims.py::test_a[cpu]"
     assert "<img" in (latest / "report.html").read_text() and (latest / "report.md").is_file()
     assert json.loads((out / "latest.json").read_text()) == data
+    # the rules' error rates are looked up beside the run's specs: this schema-1 spec has none
+    assert (f"- demo: its spec {project.path / 'specs' / 'demo.toml'} declares no [calibration]: its rules' error "
+            "rates are not simulated") in (latest / "report.md").read_text()
 
     # the next run: history grows, latest moves, the changed verdict is named
     make_tests(project, claim_test("a", "d-1", "inconclusive", profile=True), claim_test("b", "d-2", "refuted"))

@@ -533,3 +533,122 @@ def test_a_malformed_notes_file_names_the_entry_and_field(tmp_path, text, messag
 
 def test_the_committed_notes_file_is_valid():
     load_notes(Path(__file__).resolve().parent.parent / NOTES_FILE)
+
+
+# -- the rules' simulated error rates --------------------------------------------------------
+
+TABLE_ROW = {"n": 100, "seeds": 2, "parts": 1, "power": 0.9, "power_required": True, "within_bounds": True,
+             "problems": []}
+
+
+def calibrated_specs(tmp_path, spec_hash="sha256:aaa", rows=None, table_text=None):
+    """A spec directory with the demo paper's spec and, beside it, a calibration table for `spec_hash`."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "demo.toml").write_text('schema = 2\npaper = "demo"\n[calibration]\nreps = 1000\n')
+    (specs / "other.toml").write_text('schema = 2\npaper = "another paper"\n')
+    if rows is None:
+        rows = [{**TABLE_ROW, "claim": "c-1", "profile": "organism", "false_support": 0.04, "false_refute": 0.03},
+                {**TABLE_ROW, "claim": "c-2", "profile": "organism", "false_support": 0.02, "false_refute": 0.05},
+                {**TABLE_ROW, "claim": "c-1", "profile": "paper", "false_support": 0.01, "false_refute": 0.01}]
+    text = table_text or json.dumps({"spec": "demo.toml", "spec_hash": spec_hash, "reps": 1000, "rows": rows,
+                                     "points": []})
+    (specs / "demo.calibration.json").write_text(text)
+    return specs
+
+
+def section(text: str, start: str, end: str) -> str:
+    return text[text.index(start):text.index(end)]
+
+
+def test_reports_show_the_rules_error_rates_and_bound_the_false_verdicts(tmp_path):
+    verdicts = [make_verdict("c-1"), make_verdict("c-2", Outcome.REFUTED), make_verdict("c-3", Outcome.INCONCLUSIVE)]
+    written = write_run(tmp_path / "reports", verdicts, command="pytest", claimkit_version="1",
+                        specs_dir=calibrated_specs(tmp_path))
+    md = section((written.run_dir / "report.md").read_text(), "## Decision rules' simulated error rates", "## Verdicts")
+    assert f"demo: `{tmp_path / 'specs' / 'demo.calibration.json'}`, 1000 draws per point" in md
+    assert "| claim | profile | n | seeds | parts | false support | false refutation | power | bounds |" in md
+    assert "| c-1 | organism | 100 | 2 | 1 | 0.040 | 0.030 | 0.90 | met |" in md
+    assert "| c-2 | organism | 100 | 2 | 1 | 0.020 | 0.050 | 0.90 | met |" in md
+    assert "| c-1 | paper |" not in md  # a profile the run did not use
+    assert "Note: no row for c-3 [organism]" in md
+    # c-1 can be false (0.04) or true (0.03), c-2 likewise (0.02, 0.05): at most 0.04 + 0.05 false verdicts
+    assert ("**Whole run:** At the simulated rates, at most 0.09 false verdicts are expected among these 2 claim "
+            "decisions (1 supported, 1 refuted)") in md
+    assert "1 verdict(s) without an applicable row are not counted." in md
+    html = (written.run_dir / "report.html").read_text()
+    assert "<h2>Decision rules&#x27; simulated error rates</h2>" in html
+    assert "<td>c-1</td><td>organism</td><td>100</td><td>2</td><td>1</td><td>0.040</td><td>0.030</td>" in html
+    assert "<b>Whole run:</b> At the simulated rates, at most 0.09 false verdicts are expected" in html
+
+
+def test_a_broken_rule_is_named_where_its_verdict_is_counted(tmp_path):
+    rows = [{**TABLE_ROW, "claim": "c-1", "profile": "organism", "false_support": 0.12, "false_refute": 0.01,
+             "within_bounds": False, "problems": ["false support 0.120 > 0.05"]}]
+    written = write_run(tmp_path / "reports", [make_verdict("c-1")], command="pytest", claimkit_version="1",
+                        specs_dir=calibrated_specs(tmp_path, rows=rows))
+    md = (written.run_dir / "report.md").read_text()
+    assert "| 0.120 | 0.010 | 0.90 | BROKEN: false support 0.120 > 0.05 |" in md
+    assert "at most 0.12 false verdicts" in md
+    assert ("1 of them were decided by a rule whose simulated error rates break the spec's bounds: "
+            "c-1 [organism].") in md
+
+
+def test_a_table_of_another_spec_version_shows_no_numbers(tmp_path):
+    written = write_run(tmp_path / "reports", [make_verdict("c-1")], command="pytest", claimkit_version="1",
+                        specs_dir=calibrated_specs(tmp_path, spec_hash="sha256:bbb"))
+    md = section((written.run_dir / "report.md").read_text(), "## Decision rules' simulated error rates", "## Verdicts")
+    assert ("- demo: calibration table is for another version of the spec (table sha256:bbb, verdicts sha256:aaa): "
+            "its numbers do not apply to these verdicts") in md
+    assert "| c-1 |" not in md and "Whole run" not in md and "0.040" not in md
+    assert "calibration table is for another version of the spec" in (written.run_dir / "report.html").read_text()
+
+
+def test_verdicts_of_another_spec_version_are_not_counted(tmp_path):
+    verdicts = [make_verdict("c-1"), make_verdict("c-2", spec_hash="sha256:old")]
+    written = write_run(tmp_path / "reports", verdicts, command="pytest", claimkit_version="1",
+                        specs_dir=calibrated_specs(tmp_path))
+    md = (written.run_dir / "report.md").read_text()
+    assert "Note: 1 verdict(s) were decided under another version of the spec: the table does not apply to them." in md
+    assert "at most 0.04 false verdicts are expected among these 1 claim decisions (1 supported)" in md
+
+
+@pytest.mark.parametrize(
+    "table_text, line",
+    [
+        ("{not json", "- demo: its calibration table could not be read: "),
+        ('{"spec_hash": "sha256:aaa", "rows": [{"claim": "c-1"}]}', "rows[0] lacks profile, n, seeds"),
+    ],
+)
+def test_a_malformed_table_is_a_line_in_the_report_not_an_error(tmp_path, table_text, line):
+    written = write_run(tmp_path / "reports", [make_verdict("c-1")], command="pytest", claimkit_version="1",
+                        specs_dir=calibrated_specs(tmp_path, table_text=table_text))
+    md = (written.run_dir / "report.md").read_text()
+    assert line in md and "## Verdicts" in md and "Whole run" not in md
+
+
+def test_without_a_table_or_a_spec_the_report_says_so_in_a_line(tmp_path):
+    specs = calibrated_specs(tmp_path)
+    (specs / "demo.calibration.json").unlink()
+    import dataclasses
+
+    verdicts = [make_verdict("c-1"), dataclasses.replace(make_verdict("x-1"), paper="unknown paper")]
+    written = write_run(tmp_path / "reports", verdicts, command="pytest", claimkit_version="1", specs_dir=specs)
+    md = (written.run_dir / "report.md").read_text()
+    assert f"- demo: no calibration table beside {specs / 'demo.toml'} (`claimkit calibrate {specs / 'demo.toml'}` " \
+           "writes one)" in md
+    assert f"- unknown paper: the claim spec directory {specs} holds no spec of paper 'unknown paper'" in md
+    (specs / "demo.toml").write_text('schema = 1\npaper = "demo"\n')  # a spec that cannot be calibrated
+    render_run(written.run_dir, specs_dir=specs)
+    assert "- demo: its spec" in (written.run_dir / "report.md").read_text()
+    assert "declares no [calibration]: its rules' error rates are not simulated" in (
+        written.run_dir / "report.md").read_text()
+    render_run(written.run_dir, specs_dir=tmp_path / "nowhere")
+    assert f"the claim spec directory {tmp_path / 'nowhere'} is not a directory" in (
+        written.run_dir / "report.md").read_text()
+
+
+def test_without_a_spec_directory_the_section_is_left_out(tmp_path):
+    written = write_run(tmp_path / "reports", [make_verdict("c-1")], command="pytest", claimkit_version="1")
+    assert "simulated error rates" not in (written.run_dir / "report.md").read_text()
+    assert "simulated error rates" not in (written.run_dir / "report.html").read_text()

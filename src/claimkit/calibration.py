@@ -23,8 +23,10 @@ the error bounds must hold at every point of it; power is reported at the point 
 spec calls expected (measured on earlier runs where there were any).
 
 `claimkit calibrate SPEC` writes the table (`<spec>.calibration.json` beside the
-spec, committed), the HTML report shows it, and tests/test_calibration.py fails when a
-bound is broken.
+spec, committed), the reports show it beside the verdicts it applies to
+(claimkit.report.error_rates), and tests/test_calibration.py fails when a bound is
+broken. Rows are independent (every simulated point draws from its own seed, `_seed`),
+so they can be simulated in worker processes with the same result as in one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import itertools
 import json
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -40,17 +43,23 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from scipy import stats as _st
 
+# The table on disk lives in claimkit.calibration_table (light, for reports); its names are re-exported here.
+from claimkit.calibration_table import (  # noqa: F401
+    FILE_SUFFIX,
+    ROW_FIELDS,
+    TABLE_HEADERS,
+    CalibrationError,
+    markdown_table,
+    read_table,
+    table_cells,
+    table_path,
+)
 from claimkit.rules import declared, share
 from claimkit.rules.groups import simulate_groups
 from claimkit.rules.level import simulate_level
 from claimkit.spec import PaperSpec, load_spec
 
-FILE_SUFFIX = ".calibration.json"
 DEFAULT_BOUNDS = {"false_support": 0.05, "false_refute": 0.05, "power": 0.8}
-
-
-class CalibrationError(ValueError):
-    """A spec's calibration settings are missing or malformed; the message says where."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,16 @@ class ClaimRow:
     problems: tuple[str, ...] = ()
     details: tuple[PartCalibration, ...] = field(default=(), repr=False)
     power_exempt: str = ""  # why power >= bound cannot be reached on this profile (spec: [calibration] power_exempt)
+
+
+@dataclass(frozen=True)
+class RowDone:
+    """One row simulated, for a progress line: which, how long it took, how many of how many are done."""
+
+    row: ClaimRow
+    seconds: float
+    done: int
+    total: int
 
 
 # ---------------------------------------------------------------------------
@@ -235,28 +254,76 @@ def expected_levels(profile_levels: Mapping[str, Any]) -> dict[str, Any]:
 
 def calibrate_spec(
     spec: PaperSpec, *, reps: int | None = None, profiles: Sequence[str] | None = None,
-    claims: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
+    claims: Sequence[str] | None = None, progress: Callable[[RowDone], None] | None = None, workers: int = 1,
 ) -> list[ClaimRow]:
-    """Simulate every declared claim of `spec` on every profile with calibration levels (module docstring)."""
+    """Simulate every declared claim of `spec` on every profile with calibration levels (module docstring).
+
+    `workers` > 1 simulates rows in that many processes; the rows are the same as a
+    serial run's, in the same order. `progress` is called as each row is done.
+    """
+    reps = settings_reps(spec, reps)
+    jobs = plan_rows(spec, profiles=profiles, claims=claims)
+    if workers < 1:
+        raise CalibrationError(f"workers must be at least 1, got {workers}")
+    done: dict[tuple[str, str], ClaimRow] = {}
+
+    def finished(job: tuple[str, str], row: ClaimRow, seconds: float) -> None:
+        done[job] = row
+        if progress:
+            progress(RowDone(row, seconds, len(done), len(jobs)))
+
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            finished(job, *_timed_row(spec, *job, reps))
+    else:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
+        try:
+            futures = {pool.submit(_timed_row, spec, *job, reps): job for job in jobs}
+            for future in as_completed(futures):
+                finished(futures[future], *future.result())
+        finally:  # after an error, rows not yet started are dropped rather than waited for
+            pool.shutdown(wait=True, cancel_futures=True)
+    return [done[job] for job in jobs]
+
+
+def plan_rows(
+    spec: PaperSpec, *, profiles: Sequence[str] | None = None, claims: Sequence[str] | None = None,
+) -> list[tuple[str, str]]:
+    """The (claim, profile) rows `calibrate_spec` simulates, in table order; CalibrationError for an unknown profile."""
+    levels = dict(_settings(spec)["profiles"])
+    unknown = [p for p in profiles or () if p not in levels]
+    if unknown:
+        raise CalibrationError(f"{spec.path}: no [calibration.profiles.<profile>] levels for {unknown} "
+                               f"(profiles with levels: {', '.join(levels) or 'none'})")
+    return [(claim.id, profile) for profile in levels if not profiles or profile in profiles
+            for claim in spec.claims.values()
+            if (not claims or claim.id in claims) and "parts" in claim.rule and profile in claim.profiles]
+
+
+def settings_reps(spec: PaperSpec, reps: int | None = None) -> int:
+    """Draws per simulated point: `reps` if given, else the spec's `[calibration] reps` (default 1000)."""
+    value = reps if reps is not None else _settings(spec).get("reps", 1000)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise CalibrationError(f"{spec.path}: draws per point (reps) must be a positive integer, got {value!r}")
+    return value
+
+
+def _timed_row(spec: PaperSpec, claim_id: str, profile: str, reps: int) -> tuple[ClaimRow, float]:
+    """One row and the seconds it took; a module-level function, so a worker process can run it."""
     settings = _settings(spec)
-    reps = int(reps or settings.get("reps", 1000))
     bounds = {**DEFAULT_BOUNDS, **dict(settings.get("bounds", {}))}
-    required = set(settings.get("power_required", []))
-    rows = []
-    for profile, levels in dict(settings["profiles"]).items():
-        if profiles and profile not in profiles:
-            continue
-        for claim in spec.claims.values():
-            if claims and claim.id not in claims:
-                continue
-            if "parts" not in claim.rule or profile not in claim.profiles:
-                continue
-            rows.append(_claim_row(spec, claim, profile, levels, reps, bounds, profile in required, progress))
-    return rows
+    required = profile in set(settings.get("power_required", []))
+    started = time.perf_counter()
+    try:
+        row = _claim_row(spec, spec.claims[claim_id], profile, dict(settings["profiles"])[profile], reps, bounds,
+                         required)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{spec.path}: claim {claim_id!r} [{profile}]: {exc}") from None
+    return row, time.perf_counter() - started
 
 
 def _claim_row(spec: PaperSpec, claim: Any, profile: str, levels: Mapping[str, Any], reps: int,
-               bounds: Mapping[str, float], power_required: bool, progress: Callable[[str], None] | None) -> ClaimRow:
+               bounds: Mapping[str, float], power_required: bool) -> ClaimRow:
     plan = claim.plan(profile)
     parts = declared.check_parts(claim.rule, f"{spec.path}: claim {claim.id!r}")
     alpha = float(claim.rule.get("alpha", 0.05))
@@ -284,8 +351,6 @@ def _claim_row(spec: PaperSpec, claim: Any, profile: str, levels: Mapping[str, A
                 power *= rates.supported
         worst_fs = max(worst_fs, part_fs)
         worst_fr += part_fr
-        if progress:
-            progress(f"{claim.id} {profile}: part {part['name']!r} simulated")
     # Two Monte Carlo standard errors of a rate at the bound; a sum over k parts adds their errors.
     tolerance = 2 * math.sqrt(0.05 * 0.95 / reps)
     problems = []
@@ -302,12 +367,27 @@ def _claim_row(spec: PaperSpec, claim: Any, profile: str, levels: Mapping[str, A
                     not problems, tuple(problems), tuple(details), exempt or "")
 
 
+def resimulate(spec: PaperSpec, point: Mapping[str, Any], *, reps: int, seed: int) -> Rates:
+    """A point of a table (an entry of its "points") simulated again with the code as it is now.
+
+    A committed table is only as good as the code it was simulated with; a cheap
+    re-simulation of one point, at fewer draws, shows whether it still holds.
+    """
+    claim = spec.claims[point["claim"]]
+    parts = declared.check_parts(claim.rule, f"{spec.path}: claim {claim.id!r}")
+    part = next(p for p in parts if p["name"] == point["part"])
+    plan, alpha = claim.plan(point["profile"]), float(claim.rule.get("alpha", 0.05))
+    return _simulate(part, point["truth"], float(point["theta"]), _part_n(part, plan), len(plan.seeds), point["levels"],
+                     alpha, alpha / len(parts), reps, seed)
+
+
 def _simulate(part, truth, theta, n, seeds, point, alpha, refute_alpha, reps, seed) -> Rates:
     try:
         return simulate_part(part, truth, theta, n=n, seeds=seeds, levels=point, alpha=alpha,
                              refute_alpha=refute_alpha, reps=reps, seed=seed)
     except (KeyError, ValueError) as exc:
-        raise CalibrationError(f"part {part['name']!r}, truth {truth} ({theta:g}), levels {point}: {exc}") from exc
+        what = f"no {exc} among the levels or the part's calibration" if isinstance(exc, KeyError) else str(exc)
+        raise CalibrationError(f"part {part['name']!r}, truth {truth} ({theta:g}), levels {point}: {what}") from exc
 
 
 def _part_n(part: Mapping[str, Any], plan: Any) -> int:
@@ -332,6 +412,9 @@ def _settings(spec: PaperSpec) -> Mapping[str, Any]:
     settings = spec.calibration
     if not settings or "profiles" not in settings:
         raise CalibrationError(f"{spec.path}: no [calibration.profiles.<profile>] levels: nothing to simulate")
+    profiles = settings["profiles"]
+    if not isinstance(profiles, Mapping) or not all(isinstance(v, Mapping) for v in profiles.values()):
+        raise CalibrationError(f"{spec.path}: [calibration.profiles] must hold one table of levels per profile")
     return settings
 
 
@@ -340,16 +423,16 @@ def _settings(spec: PaperSpec) -> Mapping[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def table_path(spec_path: str | Path) -> Path:
-    spec_path = Path(spec_path)
-    return spec_path.with_name(spec_path.stem + FILE_SUFFIX)
+def row_record(row: ClaimRow) -> dict[str, Any]:
+    """A row as the table file holds it: every field but the simulated points (kept apart, under "points")."""
+    return {k: v for k, v in asdict(row).items() if k != "details"}
 
 
 def write_table(spec: PaperSpec, rows: Sequence[ClaimRow], reps: int, seconds: float) -> Path:
     """`<spec>.calibration.json`: the spec's hash, the rows and every simulated point."""
     document = {
         "spec": spec.path.name, "spec_hash": spec.hash, "reps": reps, "seconds": round(seconds, 1),
-        "rows": [{k: v for k, v in asdict(r).items() if k != "details"} for r in rows],
+        "rows": [row_record(r) for r in rows],
         "points": [asdict(d) for r in rows for d in r.details],
     }
     path = table_path(spec.path)
@@ -357,30 +440,10 @@ def write_table(spec: PaperSpec, rows: Sequence[ClaimRow], reps: int, seconds: f
     return path
 
 
-def read_table(spec_path: str | Path) -> dict[str, Any] | None:
-    path = table_path(spec_path)
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One row per claim and profile: n, seeds, false support, false refutation, power, within bounds."""
-    lines = ["| claim | profile | n | seeds | parts | false support | false refutation | power | bounds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        exempt = r.get("power_exempt")
-        power = f"{r['power']:.2f}" + ("" if r["power_required"] else f" (not required{': ' + exempt if exempt else ''})")
-        ok = "met" if r["within_bounds"] else "BROKEN: " + "; ".join(r["problems"])
-        lines.append(f"| {r['claim']} | {r['profile']} | {r['n']} | {r['seeds']} | {r['parts']} | "
-                     f"{r['false_support']:.3f} | {r['false_refute']:.3f} | {power} | {ok} |")
-    return "\n".join(lines)
-
-
 def run(spec_path: str | Path, *, reps: int | None = None, profiles: Sequence[str] | None = None,
-        progress: Callable[[str], None] | None = None) -> tuple[Path, list[ClaimRow]]:
+        progress: Callable[[RowDone], None] | None = None, workers: int = 1) -> tuple[Path, list[ClaimRow]]:
+    """Calibrate the spec at `spec_path` and write its table beside it; the table's path and the rows."""
     spec = load_spec(spec_path)
     started = time.perf_counter()
-    rows = calibrate_spec(spec, reps=reps, profiles=profiles, progress=progress)
-    used = int(reps or _settings(spec).get("reps", 1000))
-    return write_table(spec, rows, used, time.perf_counter() - started), rows
+    rows = calibrate_spec(spec, reps=reps, profiles=profiles, progress=progress, workers=workers)
+    return write_table(spec, rows, settings_reps(spec, reps), time.perf_counter() - started), rows

@@ -4,25 +4,34 @@
     claimkit mark SCAN --report REPORT [--specs DIR] [--update-supported]
     claimkit list SCAN [--report REPORT] [--specs DIR]
     claimkit preregister SPEC.toml
+    claimkit calibrate SPEC.toml [--reps N] [--profile P ...] [--workers K]
 
 `report` says which papers' specs differ between the two runs (with what the newer
-spec's changelog says about each claim whose rule or verdict differs), then lists the
-verdicts that changed, what the two runs' conditions differ in (devices, package
-versions, commits, code), the verdicts whose numbers moved, and the verdicts that were
-not pre-registered or whose rule changed after a result was seen. `preregister` locks a claim spec before its results are seen: it writes
+spec's changelog says about each claim whose rule or verdict differs), re-renders a
+run's report.md and report.html (with the simulated error rates of the rules, from the
+calibration tables beside the specs in --specs), then lists the verdicts that changed,
+what the two runs' conditions differ in (devices, package versions, commits, code), the
+verdicts whose numbers moved, and the verdicts that were not pre-registered or whose
+rule changed after a result was seen. `preregister` locks a claim spec before its results are seen: it writes
 `<spec>.lock.json` beside it (the spec's and each claim's hash, the hashes of the
 inputs its `[preregistration]` table declares, the commit, the UTC time); runs mark
 every verdict whose spec or inputs differ from the lock "not pre-registered".
+`calibrate` simulates every declared rule of a spec at its profiles' n and seeds
+(claimkit.calibration; minutes: a line per claim and profile on stderr as each is
+done), writes `<spec>.calibration.json` beside it and prints the table; the reports
+show the table beside the verdicts it applies to.
 
 Exit codes: 0 ok, 1 failure (bad input, verdicts that changed with neither a changed
-rule of their claim nor a note with --fail-on-change),
-2 usage (bad arguments). Errors are one sentence for a person, never a traceback.
+rule of their claim nor a note with --fail-on-change, a rule whose simulated error
+rates break the spec's bounds), 2 usage (bad arguments). Errors are one sentence for a
+person, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,6 +46,7 @@ from claimkit.report import (
     resolve_run_dir,
     resolve_verdicts_file,
 )
+from claimkit.calibration_table import CalibrationError
 from claimkit.preregistration import PreregistrationError, check_spec, lock_path, write_lock
 from claimkit.report.environment import differences, environment
 from claimkit.report.history import previous_run_id
@@ -83,8 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--notes", type=Path, metavar="NOTES.toml",
                         help=f"verdict changes a person expects, and why (default: {NOTES_FILE} if it exists)")
     report.add_argument("--specs", type=Path, default=Path(DEFAULT_SPECS_DIR),
-                        help=f"claim spec directory, with replaced specs in its archive/ (default: {DEFAULT_SPECS_DIR}); "
-                        "read where the two runs decided a paper under different specs, for the changelog")
+                        help=f"claim spec directory, with replaced specs in its archive/ (default: {DEFAULT_SPECS_DIR}): "
+                        "its changelogs explain spec revisions between runs, its calibration tables "
+                        "(<spec>.calibration.json) give the rules' simulated error rates in the report")
     report.set_defaults(handler=_report)
 
     mark = commands.add_parser(
@@ -116,7 +127,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     prereg.add_argument("spec", type=Path, help="claim spec TOML file (e.g. fixtures/claims/<paper>.toml)")
     prereg.set_defaults(handler=_preregister)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="simulate every rule's error rates at its profiles' n and seeds",
+        description="Simulate every declared rule of a spec (schema 2, with a [calibration] table) at each "
+        "profile's n and seeds: false support, false refutation and power. Writes <spec>.calibration.json "
+        "beside the spec and prints the table; exit 1 when a rule breaks the spec's bounds. Takes minutes: "
+        "a line per claim and profile goes to stderr as each is done.",
+    )
+    calibrate.add_argument("spec", type=Path, help="claim spec TOML file (e.g. fixtures/claims/<paper>.toml)")
+    calibrate.add_argument("--reps", type=_positive, metavar="N",
+                           help="simulated draws per point (default: the spec's [calibration] reps, else 1000)")
+    calibrate.add_argument("--profile", action="append", dest="profiles", metavar="P",
+                           help="simulate only this profile (repeat for several; default: every profile with levels)")
+    calibrate.add_argument("--workers", type=_positive, default=1, metavar="K",
+                           help="simulate rows in K processes (same results as one; default: 1)")
+    calibrate.set_defaults(handler=_calibrate)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 # -- commands -----------------------------------------------------------------
@@ -136,7 +173,7 @@ def _report(args: argparse.Namespace) -> int:
     changes = apply_notes(compare(other.verdicts, document.verdicts), notes) if other else None
     revisions = spec_revisions(other, document, args.specs) if other else []
     written = render_run(run_dir, document, changes=changes, previous_run=other.run_id if other else None,
-                         revisions=revisions)
+                         revisions=revisions, specs_dir=args.specs)
     print(f"run {document.run_id}: {len(document.verdicts)} verdicts; rendered {written[0]} and {written[1]}")
     _print_registration(document.verdicts)
     if other is None:
@@ -268,6 +305,49 @@ def _preregister(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from claimkit import calibration  # numpy and scipy: only for this command
+
+    if args.spec.is_dir():
+        raise SpecError(f"{args.spec}: is a directory; give one claim spec file (e.g. fixtures/claims/<paper>.toml)")
+    spec = load_spec(args.spec)
+    reps = calibration.settings_reps(spec, args.reps)
+    rows = calibration.plan_rows(spec, profiles=args.profiles)
+    if not rows:
+        raise CalibrationError(f"{spec.path}: no claim declares rule parts for a profile with calibration levels: "
+                               "nothing to simulate")
+    workers = min(args.workers, len(rows))
+    print(f"calibrating {spec.path}: {len(rows)} row(s) (claim x profile), {reps} draws per point, "
+          f"{workers} worker(s)", file=sys.stderr)
+    started = time.perf_counter()
+
+    def progress(done: calibration.RowDone) -> None:
+        row, width = done.row, len(str(done.total))
+        state = "within bounds" if row.within_bounds else "BROKEN: " + "; ".join(row.problems)
+        print(f"[{done.done:>{width}}/{done.total}] {row.claim} {row.profile}: {done.seconds:.1f} s "
+              f"(elapsed {_clock(time.perf_counter() - started)}); {state}", file=sys.stderr, flush=True)
+
+    path, result = calibration.run(spec.path, reps=reps, profiles=args.profiles, progress=progress, workers=workers)
+    print(calibration.markdown_table([calibration.row_record(r) for r in result]))
+    print(f"wrote {path} ({len(result)} rows, {reps} draws per point, {_clock(time.perf_counter() - started)})")
+    if args.profiles:
+        print(f"  it holds only profile(s) {', '.join(dict.fromkeys(args.profiles))} (--profile); run without "
+              f"--profile for the whole table")
+    broken = [r for r in result if not r.within_bounds]
+    if broken:
+        print(f"{len(broken)} row(s) break the spec's bounds; their rules need another design, more samples or "
+              f"other bounds (changed in the spec before results are seen):", file=sys.stderr)
+        for row in broken:
+            print(f"  {row.claim} [{row.profile}]: {'; '.join(row.problems)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
 class CommandUnavailable(RuntimeError):
     """This installation lacks a module the command needs."""
 
@@ -284,7 +364,8 @@ def _command_part(module: str, name: str) -> Any:
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (a person can fix it), from whichever modules are installed."""
-    errors: list[type[BaseException]] = [ReportError, SpecError, PreregistrationError, CommandUnavailable, OSError]
+    errors: list[type[BaseException]] = [ReportError, SpecError, PreregistrationError, CalibrationError,
+                                         CommandUnavailable, OSError]
     for module, name in (("claimkit.scan", "ScanError"), ("claimkit.mark", "MarkError")):
         error = _optional_attr(module, name)
         if error is not None:

@@ -82,7 +82,8 @@ def write_run(
     on which xdist worker finished first. `provenance` is the run's own
     (`claimkit.provenance.run_provenance`); each verdict carries its decider's.
     `specs_dir` (with replaced specs in its archive/) is where the changelog is read
-    from when the previous run decided a paper under another spec.
+    from when the previous run decided a paper under another spec, and where the specs
+    the verdicts were decided by give their rules' simulated error rates (`render_run`).
     """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,8 @@ def write_run(
     with FileLock(str(report_dir / _LOCK_FILE)):
         document = replace(document, verdicts=flag_changed_rules(ordered, read_history(report_dir)))
         previous, changes, revisions = _changes_since_previous(report_dir, document, specs_dir)
-        render_run(run_dir, document, changes=changes, previous_run=previous, revisions=revisions)
+        render_run(run_dir, document, changes=changes, previous_run=previous, revisions=revisions,
+                   specs_dir=specs_dir)
         write_document(document, run_dir / VERDICTS_FILE)
         append_history(report_dir, document)
         update_latest(report_dir, document)
@@ -141,9 +143,16 @@ def render_run(
     changes: Sequence[Change] | None = None,
     previous_run: str | None = None,
     revisions: Sequence[SpecRevision] = (),
+    specs_dir: str | Path | None = None,
 ) -> list[Path]:
     """(Re)write report.md, report.html and plots/ of a run; returns the paths written.
-    `revisions` (papers `previous_run` decided under another spec) go with the changes."""
+
+    `revisions` (papers `previous_run` decided under another spec) go with the changes.
+    With `specs_dir`, the reports show the calibration table beside each spec the
+    verdicts were decided by (claimkit.report.error_rates); a missing or malformed
+    table is a line in the report, never an error.
+    """
+    from claimkit.report.error_rates import error_rates
     from claimkit.report.html import render_html
     from claimkit.report.markdown import render_markdown
     from claimkit.report.plots import verdict_plots
@@ -159,8 +168,10 @@ def render_run(
         path = run_dir / PLOTS_DIR / plot.filename
         write_bytes_atomic(path, plot.png)
         written.append(path)
+    rates = error_rates(document.verdicts, specs_dir) if specs_dir is not None else None
     markdown = render_markdown(document, plots, problems, changes, previous_run, plots_dir=PLOTS_DIR,
-                               revisions=revisions)
+                               revisions=revisions, error_rates=rates)
     write_text_atomic(run_dir / REPORT_MD, markdown)
-    write_text_atomic(run_dir / REPORT_HTML, render_html(document, plots, problems, changes, previous_run, revisions))
+    write_text_atomic(run_dir / REPORT_HTML, render_html(document, plots, problems, changes, previous_run, revisions,
+                                                         error_rates=rates))
     return [run_dir / REPORT_MD, run_dir / REPORT_HTML, *written]

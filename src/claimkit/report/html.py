@@ -8,6 +8,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any, Sequence
 
 from claimkit.provenance import describe_device
+from claimkit.report import error_rates as rates
 from claimkit.report.history import Change
 from claimkit.report.json_report import RunDocument
 from claimkit.report.markdown import (
@@ -53,6 +54,7 @@ def render_html(
     changes: Sequence[Change] | None = None,
     previous_run: str | None = None,
     revisions: Sequence[SpecRevision] = (),
+    error_rates: Sequence[rates.PaperRates] | None = None,
 ) -> str:
     title = f"claimkit report: run {document.run_id}"
     body = [f"<h1>{escape(title)}</h1>", "<ul>"]
@@ -66,6 +68,7 @@ def render_html(
         body.append(f"<li>{escape(name)}: {escape(str(value))}</li>")
     body += ["</ul>", "<h2>Summary</h2>", _summary_table(document.verdicts)]
     body += _provenance_section(document)
+    body += _error_rates_section(error_rates)
     body += _changes_section(changes, previous_run, revisions)
     body.append("<h2>Verdicts</h2>")
     for index, verdict in enumerate(document.verdicts):
@@ -109,6 +112,24 @@ def _provenance_section(document: RunDocument) -> list[str]:
         out += [f'<li class="unregistered">{escape(f"{v.claim_id} [{v.profile}]: {note}")}</li>' for v, note in flagged]
         out.append("</ul>")
     return out
+
+
+def _error_rates_section(entries: Sequence[rates.PaperRates] | None) -> list[str]:
+    if entries is None:
+        return []
+    out = [f"<h2>{escape(rates.TITLE)}</h2>", f"<p>{escape(rates.INTRO)}</p>"]
+    for entry in entries:
+        if not entry.rows:
+            out.append(f'<p class="problem">{escape(f"{entry.paper}: {entry.note}")}</p>')
+            continue
+        where = f"<code>{escape(entry.table)}</code>, {escape(rates.describe_reps(entry))}"
+        out.append(f"<p>{escape(entry.paper)}: {where}.</p>")
+        headers, cells = rates.table(entry)
+        out.append(_table(headers, [_row([escape(c) for c in row]) for row in cells]))
+        if entry.note:
+            out.append(f'<p class="problem">Note: {escape(entry.note)}.</p>')
+    line = rates.expected_false_line(entries)
+    return out + ([f"<p><b>Whole run:</b> {escape(line)}</p>"] if line else [])
 
 
 def _changes_section(changes: Sequence[Change] | None, previous_run: str | None,

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from claimkit.provenance import describe_device
+from claimkit.report import error_rates as rates
 from claimkit.report.history import Change
 from claimkit.report.json_report import RunDocument
 from claimkit.report.plots import Plot, PlotProblem
@@ -150,8 +151,12 @@ def render_markdown(
     previous_run: str | None = None,
     plots_dir: str = "plots",
     revisions: Sequence[SpecRevision] = (),
+    error_rates: Sequence[rates.PaperRates] | None = None,
 ) -> str:
-    """The run as Markdown; plot images are linked from `plots_dir` (relative to report.md)."""
+    """The run as Markdown; plot images are linked from `plots_dir` (relative to report.md).
+
+    `error_rates` (claimkit.report.error_rates) adds the rules' simulated error rates; None leaves them out.
+    """
     out = [f"# claimkit report: run {document.run_id}", ""]
     out += [
         f"- created: {document.created}",
@@ -171,6 +176,7 @@ def render_markdown(
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     out.append("")
     out += _provenance_section(document)
+    out += _error_rates_section(error_rates)
     out += _changes_section(changes, previous_run, revisions)
     out += ["## Verdicts", ""]
     for index, verdict in enumerate(document.verdicts):
@@ -193,6 +199,24 @@ def _provenance_section(document: RunDocument) -> list[str]:
         out += ["Rules a reader should know about:", ""]
         out += [f"- {v.claim_id} [{v.profile}]: {note}" for v, note in flagged] + [""]
     return out
+
+
+def _error_rates_section(entries: Sequence[rates.PaperRates] | None) -> list[str]:
+    if entries is None:
+        return []
+    out = [f"## {rates.TITLE}", "", rates.INTRO, ""]
+    for entry in entries:
+        if not entry.rows:
+            out += [f"- {entry.paper}: {entry.note}", ""]
+            continue
+        out += [f"{entry.paper}: `{entry.table}`, {rates.describe_reps(entry)}.", ""]
+        headers, cells = rates.table(entry)
+        out += ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+        out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in cells] + [""]
+        if entry.note:
+            out += [f"Note: {entry.note}.", ""]
+    line = rates.expected_false_line(entries)
+    return out + ([f"**Whole run:** {line}", ""] if line else [])
 
 
 def _changes_section(changes: Sequence[Change] | None, previous_run: str | None,
