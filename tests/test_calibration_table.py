@@ -25,12 +25,12 @@ def test_the_table_lies_beside_its_spec_and_reads_back(tmp_path):
 def test_rows_are_shown_as_claimkit_calibrate_prints_them():
     broken = {**ROW, "claim": "t-2", "power_required": True, "within_bounds": False,
               "problems": ["false support 0.120 > 0.05", "power 0.50 < 0.8"]}
-    assert table_cells(ROW) == ["t-1", "small", "40", "3", "1", "0.041", "0.000", "0.88 (not required)", "met"]
+    assert table_cells(ROW) == ["t-1", "small", "40", "3", "1", "0.041", "0.000", "0.88 (not required)", "-", "met"]
     assert markdown_table([ROW, broken]).splitlines() == [
-        "| claim | profile | n | seeds | parts | false support | false refutation | power | bounds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        "| t-1 | small | 40 | 3 | 1 | 0.041 | 0.000 | 0.88 (not required) | met |",
-        "| t-2 | small | 40 | 3 | 1 | 0.041 | 0.000 | 0.88 | BROKEN: false support 0.120 > 0.05; power 0.50 < 0.8 |",
+        "| claim | profile | n | seeds | parts | false support | false refutation | power | refutes a false claim | bounds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| t-1 | small | 40 | 3 | 1 | 0.041 | 0.000 | 0.88 (not required) | - | met |",
+        "| t-2 | small | 40 | 3 | 1 | 0.041 | 0.000 | 0.88 | - | BROKEN: false support 0.120 > 0.05; power 0.50 < 0.8 |",
     ]
 
 

@@ -58,7 +58,7 @@ def test_report_shows_the_calibration_tables_beside_the_specs_it_is_given(two_ru
         {**row, "claim": "c-1", "profile": "organism"}, {**row, "claim": "c-2", "profile": "organism"}]}))
     assert main(["report", second, "--report-dir", str(reports), "--specs", str(specs)]) == 0
     md = (reports / second / "report.md").read_text()
-    assert "| c-2 | organism | 100 | 3 | 1 | 0.030 | 0.040 | 0.90 | met |" in md
+    assert "| c-2 | organism | 100 | 3 | 1 | 0.030 | 0.040 | 0.90 | - | met |" in md
     assert "at most 0.08 false verdicts are expected among these 2 claim decisions (1 supported, 1 refuted)" in md
 
 
@@ -501,7 +501,7 @@ def test_calibrate_writes_the_table_prints_it_and_shows_progress_on_stderr(tmp_p
     out, err = capsys.readouterr()
     table = tmp_path / "demo.calibration.json"
     assert json.loads(table.read_text())["reps"] == 20  # --reps over the spec's 1000
-    assert "| claim | profile | n | seeds | parts | false support | false refutation | power | bounds |" in out
+    assert "| claim | profile | n | seeds | parts | false support | false refutation | power | refutes a false claim | bounds |" in out
     assert "| c-1 | small | 30 | 3 | 1 |" in out and "| c-1 | large | 60 | 3 | 1 |" in out
     assert f"wrote {table} (2 rows, 20 draws per point, 0:" in out
     lines = err.strip().splitlines()

@@ -567,9 +567,9 @@ def test_reports_show_the_rules_error_rates_and_bound_the_false_verdicts(tmp_pat
                         specs_dir=calibrated_specs(tmp_path))
     md = section((written.run_dir / "report.md").read_text(), "## Decision rules' simulated error rates", "## Verdicts")
     assert f"demo: `{tmp_path / 'specs' / 'demo.calibration.json'}`, 1000 draws per point" in md
-    assert "| claim | profile | n | seeds | parts | false support | false refutation | power | bounds |" in md
-    assert "| c-1 | organism | 100 | 2 | 1 | 0.040 | 0.030 | 0.90 | met |" in md
-    assert "| c-2 | organism | 100 | 2 | 1 | 0.020 | 0.050 | 0.90 | met |" in md
+    assert "| claim | profile | n | seeds | parts | false support | false refutation | power | refutes a false claim | bounds |" in md
+    assert "| c-1 | organism | 100 | 2 | 1 | 0.040 | 0.030 | 0.90 | - | met |" in md
+    assert "| c-2 | organism | 100 | 2 | 1 | 0.020 | 0.050 | 0.90 | - | met |" in md
     assert "| c-1 | paper |" not in md  # a profile the run did not use
     assert "Note: no row for c-3 [organism]" in md
     # c-1 can be false (0.04) or true (0.03), c-2 likewise (0.02, 0.05): at most 0.04 + 0.05 false verdicts
@@ -588,7 +588,7 @@ def test_a_broken_rule_is_named_where_its_verdict_is_counted(tmp_path):
     written = write_run(tmp_path / "reports", [make_verdict("c-1")], command="pytest", claimkit_version="1",
                         specs_dir=calibrated_specs(tmp_path, rows=rows))
     md = (written.run_dir / "report.md").read_text()
-    assert "| 0.120 | 0.010 | 0.90 | BROKEN: false support 0.120 > 0.05 |" in md
+    assert "| 0.120 | 0.010 | 0.90 | - | BROKEN: false support 0.120 > 0.05 |" in md
     assert "at most 0.12 false verdicts" in md
     assert ("1 of them were decided by a rule whose simulated error rates break the spec's bounds: "
             "c-1 [organism].") in md

@@ -21,7 +21,8 @@ FILE_SUFFIX = ".calibration.json"
 # What every row of a table file holds, and the columns it is shown under.
 ROW_FIELDS = ("claim", "profile", "n", "seeds", "parts", "false_support", "false_refute", "power",
               "power_required", "within_bounds", "problems")
-TABLE_HEADERS = ("claim", "profile", "n", "seeds", "parts", "false support", "false refutation", "power", "bounds")
+TABLE_HEADERS = ("claim", "profile", "n", "seeds", "parts", "false support", "false refutation", "power",
+                 "refutes a false claim", "bounds")
 
 
 class CalibrationError(ValueError):
@@ -71,8 +72,10 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
     exempt = row.get("power_exempt")
     power = f"{row['power']:.2f}" + ("" if row["power_required"] else f" (not required{': ' + exempt if exempt else ''})")
     ok = "met" if row["within_bounds"] else "BROKEN: " + "; ".join(row["problems"])
+    refutes = row.get("refute_power")
     return [str(row["claim"]), str(row["profile"]), str(row["n"]), str(row["seeds"]), str(row["parts"]),
-            f"{row['false_support']:.3f}", f"{row['false_refute']:.3f}", power, ok]
+            f"{row['false_support']:.3f}", f"{row['false_refute']:.3f}", power,
+            "-" if refutes is None else f"{refutes:.2f}", ok]
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -24,6 +24,7 @@ be simulated at a profile's seeds and prompts (claimkit.calibration).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -213,8 +214,9 @@ def _n_to_decide(arms: Mapping[str, np.ndarray], share: Share, region: Region, a
 # ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def logit_location(rate: float, spread: float) -> float:
-    """The logit location mu whose logit-normal outcome with SD `spread` has marginal mean `rate`."""
+    """The logit location mu whose logit-normal outcome with SD `spread` has marginal mean `rate` (memoised: simulations ask often)."""
     if not 0 < rate < 1:
         raise ValueError(f"rate must lie in (0, 1), got {rate}")
     if spread == 0:
