@@ -65,7 +65,7 @@ def test_write_run_writes_schema_1_json_md_and_self_contained_html(tmp_path):
     data = json.loads((written.run_dir / "verdicts.json").read_text())
     assert data["schema"] == SCHEMA == 1
     assert set(data) == {"schema", "run_id", "created", "claimkit_version", "command", "profiles", "provenance",
-                         "verdicts", "artifacts"}
+                         "profile_notes", "verdicts", "artifacts"}
     assert data["run_id"] == written.run_dir.name and data["command"] == "pytest claims/"
     assert [v["claim_id"] for v in data["verdicts"]] == ["c-1", "c-2"]  # sorted, not in arrival order
     first = data["verdicts"][0]
@@ -652,3 +652,14 @@ def test_without_a_spec_directory_the_section_is_left_out(tmp_path):
     written = write_run(tmp_path / "reports", [make_verdict("c-1")], command="pytest", claimkit_version="1")
     assert "simulated error rates" not in (written.run_dir / "report.md").read_text()
     assert "simulated error rates" not in (written.run_dir / "report.html").read_text()
+
+
+def test_the_report_says_what_each_profiles_model_is_and_what_it_can_test(tmp_path):
+    notes = {"organism": {"description": "claimkit's own small model.", "about": "It cannot test claim 4 when ..."},
+             "elsewhere": {"description": "a profile with no verdict in this run"}}
+    written = write_run(tmp_path, [make_verdict("c-1")], command="pytest", claimkit_version="9.9", profile_notes=notes)
+    md = (written.run_dir / "report.md").read_text()
+    assert "## Profiles" in md and "- **organism**: claimkit's own small model. It cannot test claim 4 when ..." in md
+    assert "elsewhere" not in md
+    assert "It cannot test claim 4" in (written.run_dir / "report.html").read_text()
+    assert load_document(written.run_dir / "verdicts.json").profile_notes == {"organism": notes["organism"]}

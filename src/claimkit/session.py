@@ -203,6 +203,7 @@ class ClaimkitSession:
             self.written = write_run(
                 self.report_dir, self.verdicts, command=self.command, claimkit_version=claimkit.__version__,
                 provenance=run_provenance(command=self.command, checkout=self.checkout),
+                profile_notes=self._profile_notes(),
                 specs_dir=self.specs_dir,
             )
         except OSError as exc:
@@ -210,6 +211,19 @@ class ClaimkitSession:
             return
         self.verdicts = list(self.written.document.verdicts)  # with what history adds (rules changed after a result)
         self.report_note = f"written to {self.written.run_dir} (report.html, report.md, verdicts.json)"
+
+    def _profile_notes(self) -> dict[str, dict[str, str]]:
+        """Each selected profile's `description` and `about` (what its model can and cannot test), for the report."""
+        notes = {}
+        for choice in self.profiles():
+            try:
+                data = tomllib.loads(choice.path.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError):
+                continue
+            found = {k: data[k] for k in ("description", "about") if isinstance(data.get(k), str)}
+            if found:
+                notes[choice.name] = found
+        return notes
 
     def summary_rows(self) -> list[SummaryRow]:
         """One row per verdict, in a stable order."""

@@ -25,7 +25,7 @@ KINDS = ("organism", "gguf", "hub")
 FORMATS = ("completion", "chat")
 ROLES = ("behaviour", "mechanism")
 _TOP_LEVEL = {
-    "name", "description", "kind", "format", "needs_gpu", "models",
+    "name", "description", "about", "kind", "format", "needs_gpu", "models",
     "lora", "finetune", "sampling", "activations", "sae", "organism",
 }  # fmt: skip
 

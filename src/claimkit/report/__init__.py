@@ -75,6 +75,7 @@ def write_run(
     run_id: str | None = None,
     provenance: Mapping[str, Any] | None = None,
     specs_dir: str | Path | None = None,
+    profile_notes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> WrittenRun:
     """Write `<report_dir>/<run-id>/`, append history, move `latest` to it.
 
@@ -99,6 +100,7 @@ def write_run(
         profiles=tuple(sorted({v.profile for v in ordered})),
         verdicts=ordered,
         provenance=dict(provenance or {}),
+        profile_notes={k: dict(v) for k, v in (profile_notes or {}).items() if any(x.profile == k for x in ordered)},
         artifacts={
             "run_dir": run_id,
             "verdicts_json": f"{run_id}/{VERDICTS_FILE}",

@@ -66,7 +66,13 @@ def render_html(
         ("verdicts", f"{len(document.verdicts)} ({outcome_counts(document.verdicts)})"),
     ):
         body.append(f"<li>{escape(name)}: {escape(str(value))}</li>")
-    body += ["</ul>", "<h2>Summary</h2>", _summary_table(document.verdicts)]
+    body.append("</ul>")
+    if document.profile_notes:
+        body += ["<h2>Profiles</h2>", "<ul>"] + [
+            f"<li><b>{escape(name)}</b>: {escape(' '.join(t for t in (note.get('description', ''), note.get('about', '')) if t))}</li>"
+            for name, note in sorted(document.profile_notes.items())
+        ] + ["</ul>"]
+    body += ["<h2>Summary</h2>", _summary_table(document.verdicts)]
     body += _provenance_section(document)
     body += _error_rates_section(error_rates)
     body += _changes_section(changes, previous_run, revisions)

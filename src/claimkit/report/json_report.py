@@ -47,6 +47,8 @@ class RunDocument:
     verdicts: tuple[Verdict, ...]
     artifacts: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    #: profile -> what its model is and what it can and cannot test (the profile file's description and about)
+    profile_notes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class RunDocument:
             "command": self.command,
             "profiles": list(self.profiles),
             "provenance": dict(self.provenance),
+            "profile_notes": {k: dict(v) for k, v in self.profile_notes.items()},
             "verdicts": [v.to_dict() for v in self.verdicts],
             "artifacts": dict(self.artifacts),
         }
@@ -90,6 +93,7 @@ def document_from_dict(data: Any, where: str = "verdicts.json") -> RunDocument:
         command=str(data.get("command", "")),
         profiles=tuple(data.get("profiles") or ()),
         verdicts=tuple(verdicts),
+        profile_notes=_profile_notes(data.get("profile_notes"), where),
         artifacts=dict(data.get("artifacts") or {}),
         provenance=dict(data["provenance"]) if isinstance(data.get("provenance"), dict) else {},
     )
@@ -130,3 +134,12 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _profile_notes(raw: Any, where: str) -> dict[str, dict[str, str]]:
+    """A document's profile notes (absent in older documents: none)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ReportError(f"{where}: field 'profile_notes' must map profile names to tables of text")
+    return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in raw.items()}

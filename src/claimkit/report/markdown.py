@@ -143,6 +143,17 @@ def _opt(value: Any) -> str:
 # -- report.md ----------------------------------------------------------------
 
 
+def profile_lines(document: RunDocument) -> list[str]:
+    """What each profile's model is and what it can test, from the profile files (none for older documents)."""
+    if not document.profile_notes:
+        return []
+    out = ["## Profiles", ""]
+    for name, note in sorted(document.profile_notes.items()):
+        text = " ".join(t for t in (note.get("description", ""), note.get("about", "")) if t)
+        out.append(f"- **{name}**: {text}")
+    return out + [""]
+
+
 def render_markdown(
     document: RunDocument,
     plots: Sequence[Plot] = (),
@@ -165,6 +176,7 @@ def render_markdown(
         f"- profiles: {', '.join(document.profiles) or '-'}",
         f"- verdicts: {len(document.verdicts)} ({outcome_counts(document.verdicts)})",
         "",
+        *profile_lines(document),
         "## Summary",
         "",
         "| claim | profile | model | verdict | key numbers | paper |",
