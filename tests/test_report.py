@@ -663,3 +663,18 @@ def test_the_report_says_what_each_profiles_model_is_and_what_it_can_test(tmp_pa
     assert "elsewhere" not in md
     assert "It cannot test claim 4" in (written.run_dir / "report.html").read_text()
     assert load_document(written.run_dir / "verdicts.json").profile_notes == {"organism": notes["organism"]}
+
+
+def test_a_verdict_section_shows_its_manipulation_checks_and_the_test_that_decided_it(tmp_path):
+    import dataclasses
+
+    checks = {"direct-learns": {"check_id": "direct-learns", "title": "Direct training teaches", "passed": False,
+                                "reason": "L0 - filler = +2.0% on average", "numbers": {}}}
+    verdict = dataclasses.replace(make_verdict("c-1", Outcome.NOT_TESTED), checks=checks, decided_by="")
+    decided = dataclasses.replace(make_verdict("c-2"), decided_by="share: share > 0.75 and < 1.33")
+    written = write_run(tmp_path, [verdict, decided], command="pytest", claimkit_version="9.9")
+    md = (written.run_dir / "report.md").read_text()
+    assert "- direct-learns (Direct training teaches): **FAILED**: L0 - filler = +2.0% on average" in md
+    assert "- decided by: share: share > 0.75 and < 1.33" in md
+    html = (written.run_dir / "report.html").read_text()
+    assert "<b>FAILED</b>" in html and "NOT TESTED" in html

@@ -178,6 +178,7 @@ def _verdict_section(index: int, verdict: Verdict, plots: Sequence[Plot], proble
         ("spec hash", verdict.spec_hash),
         ("claim hash", verdict.claim_hash or None),
         ("pre-registration", preregistration_text(verdict)),
+        ("decided by", verdict.decided_by or None),
         ("test", verdict.nodeid or None),
         ("decided", verdict.created),
         ("device", describe_device(verdict.provenance.get("device")) if verdict.provenance else None),
@@ -186,6 +187,11 @@ def _verdict_section(index: int, verdict: Verdict, plots: Sequence[Plot], proble
     out.append("</ul>")
     if verdict.preregistration.get("changed_after_result"):
         out.append(f'<p class="unregistered"><b>Changed after a result was seen:</b> {escape(changed_rule(verdict))}</p>')
+    if verdict.checks:
+        out += ["<p>Manipulation checks:</p>", "<ul>"] + [
+            f"<li>{escape(cid)} ({escape(str(c.get('title', '')))}): <b>{'passed' if c.get('passed') else 'FAILED'}</b>: "
+            f"{escape(str(c.get('reason', '')))}</li>" for cid, c in verdict.checks.items()
+        ] + ["</ul>"]
     if ev.estimates:
         rows = [
             _row([escape(e.name), escape(format_estimate(e)), escape(e.method or "-")])

@@ -143,6 +143,17 @@ def _opt(value: Any) -> str:
 # -- report.md ----------------------------------------------------------------
 
 
+def check_lines(verdict: Verdict) -> list[str]:
+    """The manipulation checks the claim required, passed or failed, with what each measured."""
+    if not verdict.checks:
+        return []
+    out = ["Manipulation checks:", ""]
+    for check_id, check in verdict.checks.items():
+        state = "passed" if check.get("passed") else "FAILED"
+        out.append(f"- {check_id} ({check.get('title', '')}): **{state}**: {check.get('reason', '')}")
+    return out + [""]
+
+
 def profile_lines(document: RunDocument) -> list[str]:
     """What each profile's model is and what it can test, from the profile files (none for older documents)."""
     if not document.profile_notes:
@@ -266,6 +277,7 @@ def _verdict_section(verdict: Verdict, plots: Sequence[Plot], problems: Sequence
         ("spec hash", f"`{verdict.spec_hash}`"),
         ("claim hash", f"`{verdict.claim_hash}`" if verdict.claim_hash else None),
         ("pre-registration", preregistration_text(verdict)),
+        ("decided by", verdict.decided_by or None),
         ("test", f"`{verdict.nodeid}`" if verdict.nodeid else None),
         ("decided", verdict.created),
         ("device", describe_device(verdict.provenance.get("device")) if verdict.provenance else None),
@@ -274,6 +286,7 @@ def _verdict_section(verdict: Verdict, plots: Sequence[Plot], problems: Sequence
     changed = verdict.preregistration.get("changed_after_result")
     if changed:
         out += [f"**Changed after a result was seen:** {changed_rule(verdict)}", ""]
+    out += check_lines(verdict)
     if ev.estimates:
         out += ["| estimate | value | 95% interval | n | method |", "| --- | --- | --- | --- | --- |"]
         for e in ev.estimates:
