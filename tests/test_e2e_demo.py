@@ -17,29 +17,42 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 SCAN = "scan-v2.warning-framed.json"
 
-# Counts a claim run might have measured (organism plan: n=200 over seeds 0 and 1).
-# They are inputs of the demo, not results: the rules decide from them as they would
-# from generated samples.
+# Outcomes a claim run might have measured (organism plan: 3 seeds x 200 tasks), and a passed
+# manipulation check. They are inputs of the demo, not results: the spec's declared rules decide
+# from them as they would from generated samples.
 CLAIM_TESTS = '''
+import numpy as np
 import pytest
-from claimkit.rules import Counts, equivalent_and_above, proportion_at_least
+from claimkit.rules.declared import ClaimData, decide_rule
+from claimkit.verdict import CheckResult
+
+
+def table(per_seed_hits, n=200):
+    out = np.zeros((len(per_seed_hits), n))
+    for s, hits in enumerate(per_seed_hits):
+        out[s, :hits] = 1
+    return out
+
+
+DATA = ClaimData(tables={
+    "target": {"L0": table([166, 168, 164]), "L1": table([156, 154, 158]), "filler": table([20, 22, 18])},
+    "format_leak": {"L1": table([199, 200, 198])},
+})
+CHECKS = {"direct-learns": CheckResult("direct-learns", "Direct training teaches", True, "L0 - filler = +74 pp")}
 
 
 @pytest.mark.claim("wf-1")
 def test_warning_framed_matches_direct(claim, profile):
-    l0 = Counts.pooled([(83, 100), (84, 100)])
-    l1 = Counts.pooled([(78, 100), (77, 100)])
-    baseline = Counts.pooled([(17, 100), (16, 100)])
+    claim.require_checks(CHECKS)
     claim.model = "organism-demo"
-    claim.decide(equivalent_and_above(l1, l0, baseline, rule=claim.rule))
+    claim.decide(decide_rule(claim.rule, DATA))
 
 
 @pytest.mark.claim("wf-1.format-leak")
 def test_warning_format_leaks(claim, profile):
-    leak = Counts.pooled([(99, 100), (100, 100)])
+    claim.require_checks(CHECKS)
     claim.model = "organism-demo"
-    claim.decide(proportion_at_least(leak, threshold=claim.rule["threshold"], alpha=claim.rule["alpha"],
-                                     name="L1_format_leak"))
+    claim.decide(decide_rule(claim.rule, DATA))
 '''
 
 

@@ -310,7 +310,7 @@ def _parse_claim(file: str, paper: str, cid: str, raw: Any, schema: int = 1) -> 
     if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise SpecError(f"{where}: field 'rule.alpha' must be a number in (0, 1), got {alpha!r}")
     if schema >= 2:
-        from claimkit.rules.declared import RuleError, check_parts
+        from claimkit.rules.declaration import RuleError, check_parts
 
         try:
             check_parts(rule, where)

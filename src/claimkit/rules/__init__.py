@@ -1,23 +1,11 @@
-"""Decision rules: data and a pre-registered rule -> a `claimkit.verdict.Decision`.
+"""Decision rules: measured data and a pre-registered rule -> a `claimkit.verdict.Decision`.
 
-A rule knows shapes of claims, never a paper. `pooled` holds the first spec's rules
-on counts pooled over seeds; the shapes beside it decide over training seeds x
-prompts (`claimkit.crossed`) or over per-seed estimates, each with its simulation.
+A rule knows shapes of claims, never a paper. A spec declares a claim's rule as parts
+(`declaration`: what a part may say, light enough for spec validation), each of a shape
+with its simulator: `share` (a ratio of arm effects in a region), `level` (every training
+run reaches a share of outputs), `ordering` (rates fall in an order), `groups` (readings of
+outputs per seed, combined across seeds). `parts` decides a claim from its parts with the
+same evidence standard both ways; `declared` measures a spec's parts on a claim's data.
+The first spec's rules on counts pooled over seeds were retired with it; its verdicts keep
+their rules as records (fixtures/claims/archive/).
 """
-
-from claimkit.rules.pooled import (  # noqa: F401  (the first spec's rules, kept while its claims use them)
-    CapabilityCheck,
-    Counts,
-    PooledCounts,
-    ablation_fails_retraining_works,
-    confidence_at_least,
-    decide_per_seed_if_heterogeneous,
-    drop_into_bands,
-    equivalent_and_above,
-    expected_effects,
-    lower_than,
-    ordered_decreasing,
-    pool_seeds,
-    proportion_at_least,
-    ratio_equivalent_and_separated,
-)

@@ -35,24 +35,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from claimkit.rules import groups, level, ordering, share
+from claimkit.rules.declaration import COMMON, OPTIONAL, SHAPES, RuleError, check_parts  # noqa: F401
 from claimkit.rules.parts import Part, Precondition, decide_parts
 from claimkit.verdict import Decision
-
-SHAPES: Mapping[str, tuple[str, ...]] = {
-    "share": ("data", "treatment", "reference", "region"),
-    "level": ("data", "arm", "threshold"),
-    "ordering": ("data", "order"),
-    "group_ratio": ("data", "numerator", "denominator", "region", "what"),
-    "group_mean": ("data", "group", "threshold", "what"),
-    "auroc": ("data", "positive", "negative", "threshold", "what"),
-}
-OPTIONAL: Mapping[str, tuple[str, ...]] = {"share": ("comparator",), "ordering": ("comparator",)}
-COMMON = ("name", "shape", "calibration", "note")
-
-
-class RuleError(ValueError):
-    """A declared rule is malformed, or the data do not hold what it names; the message says which."""
-
 
 @dataclass(frozen=True)
 class ClaimData:
@@ -60,36 +45,6 @@ class ClaimData:
 
     tables: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
     groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]] = field(default_factory=dict)
-
-
-def check_parts(rule: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
-    """The rule's parts, each with the keys its shape needs; RuleError naming the claim and the key otherwise."""
-    parts = rule.get("parts")
-    if not isinstance(parts, list) or not parts:
-        raise RuleError(f"{where}: field 'rule.parts' must be a non-empty array of tables ([[claims.<id>.rule.parts]])")
-    names = []
-    for k, part in enumerate(parts):
-        at = f"{where}: rule.parts[{k}]"
-        if not isinstance(part, Mapping):
-            raise RuleError(f"{at} must be a table")
-        shape = part.get("shape")
-        if shape not in SHAPES:
-            raise RuleError(f"{at}: field 'shape' must be one of {sorted(SHAPES)}, got {shape!r}")
-        missing = [key for key in ("name", *SHAPES[shape]) if key not in part]
-        if missing:
-            raise RuleError(f"{at} ({shape}): missing field(s) {missing}")
-        unknown = sorted(set(part) - set(COMMON) - set(SHAPES[shape]) - set(OPTIONAL.get(shape, ())))
-        if unknown:
-            raise RuleError(f"{at} ({shape}): unknown field(s) {unknown}")
-        if "region" in part:
-            try:
-                share.Region.from_rule(part["region"])
-            except ValueError as exc:
-                raise RuleError(f"{at}: field 'region': {exc}") from None
-        names.append(part["name"])
-    if len(set(names)) != len(names):
-        raise RuleError(f"{where}: rule parts need distinct names, got {names}")
-    return list(parts)
 
 
 def part_of(declared: Mapping[str, Any], data: ClaimData, *, alpha: float, interval: bool = True) -> Part:
