@@ -103,8 +103,8 @@ class ClaimRow:
     within_bounds: bool
     problems: tuple[str, ...] = ()
     details: tuple[PartCalibration, ...] = field(default=(), repr=False)
-    power_exempt: str = ""
-    refute_power: float | None = None  # P(refuted) when a part is clearly false (its `false` truth), the hardest part  # why power >= bound cannot be reached on this profile (spec: [calibration] power_exempt)
+    power_exempt: str = ""  # why neither outcome can be reached on this profile at any feasible n ([calibration] unreachable)
+    refute_power: float | None = None  # P(refuted) when a part is clearly false (its `false` truth), the hardest part
 
 
 @dataclass(frozen=True)
@@ -370,9 +370,9 @@ def _claim_row(spec: PaperSpec, claim: Any, profile: str, levels: Mapping[str, A
     if worst_fr > bounds["false_refute"] + _z(points_fr) * se * math.sqrt(k):
         problems.append(f"false refutation {worst_fr:.3f} > {bounds['false_refute']}")
     refute_power = min(refute_powers) if refute_powers else None
-    if refute_power is not None and refute_power < bounds["false_support"]:
+    exempt = dict(_settings(spec).get("unreachable", {})).get(claim.id, {}).get(profile)
+    if refute_power is not None and refute_power < bounds["false_support"] and not exempt:
         problems.append(f"refutation unreachable: a clearly false part is refuted {refute_power:.2f} of the time")
-    exempt = dict(_settings(spec).get("power_exempt", {})).get(claim.id, {}).get(profile)
     if power_required and exempt:
         power_required = False
     if power_required and power < bounds["power"]:

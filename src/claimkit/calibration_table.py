@@ -70,7 +70,9 @@ def read_table(spec_path: str | Path) -> dict[str, Any] | None:
 def table_cells(row: Mapping[str, Any]) -> list[str]:
     """A row's cells under TABLE_HEADERS, for the terminal and every report format."""
     exempt = row.get("power_exempt")
-    power = f"{row['power']:.2f}" + ("" if row["power_required"] else f" (not required{': ' + exempt if exempt else ''})")
+    power = f"{row['power']:.2f}" + ("" if row["power_required"] else " (not required)")
+    if exempt:
+        power += f" (unreachable: {exempt})"
     ok = "met" if row["within_bounds"] else "BROKEN: " + "; ".join(row["problems"])
     refutes = row.get("refute_power")
     return [str(row["claim"]), str(row["profile"]), str(row["n"]), str(row["seeds"]), str(row["parts"]),
