@@ -38,26 +38,17 @@ def test_the_mean_squares_are_statsmodels_two_way_anova():
         assert m.components[key] == pytest.approx(expected[key], rel=1e-9)
 
 
-def test_the_standard_error_is_the_crossed_random_effects_one():
-    values = table(seed=3, seed_sd=1.0)  # a clear seed effect: the combination exceeds each mean square
-    ms = anova_mean_squares(values)
-    s, n = values.shape
-    combined = ms["seed"] + ms["prompt"] - ms["residual"]
-    assert combined > max(ms["seed"], ms["prompt"])
-    m = crossed.crossed_mean(values)
-    assert m.estimate == pytest.approx(values.mean())
-    assert m.se == pytest.approx(math.sqrt(combined / (s * n)))
-    satterthwaite = combined**2 / (ms["seed"] ** 2 / (s - 1) + ms["prompt"] ** 2 / (n - 1)
-                                   + ms["residual"] ** 2 / ((s - 1) * (n - 1)))
-    assert m.df == pytest.approx(satterthwaite)
-
-
-def test_a_negative_combination_is_kept_at_the_larger_mean_square():
-    rng = np.random.default_rng(1)
-    values = rng.normal(0, 1, (3, 40))  # no seed or prompt effect: the combination is often below a mean square
-    m = crossed.crossed_mean(values)
-    ms = anova_mean_squares(values)
-    assert m.se ** 2 * values.size == pytest.approx(max(ms["seed"] + ms["prompt"] - ms["residual"], ms["seed"], ms["prompt"]))
+def test_the_standard_error_is_the_conservative_sum_of_the_seed_and_prompt_mean_squares():
+    for values in (table(seed=3, seed_sd=1.0), np.random.default_rng(1).normal(0, 1, (3, 40))):
+        ms = anova_mean_squares(values)
+        s, n = values.shape
+        m = crossed.crossed_mean(values)
+        assert m.estimate == pytest.approx(values.mean())
+        assert m.se == pytest.approx(math.sqrt((ms["seed"] + ms["prompt"]) / (s * n)))
+        satterthwaite = (ms["seed"] + ms["prompt"]) ** 2 / (ms["seed"] ** 2 / (s - 1) + ms["prompt"] ** 2 / (n - 1))
+        assert m.df == pytest.approx(max(s - 1, satterthwaite))
+        # never narrower than the unbiased combination it replaces
+        assert m.se ** 2 * s * n >= ms["seed"] + ms["prompt"] - ms["residual"]
 
 
 def test_one_seed_is_the_plain_mean_with_its_t_interval():

@@ -337,6 +337,8 @@ def _claim_row(spec: PaperSpec, claim: Any, profile: str, levels: Mapping[str, A
         part_fs = part_fr = 0.0
         n = _part_n(part, plan)
         for truth, theta in part_truths(part):
+            if not _possible(part, theta, levels):  # e.g. a share that would need a rate above 1: it cannot happen
+                continue
             for point in level_grid(levels):
                 rates = _simulate(part, truth, theta, n, len(plan.seeds), point, alpha, alpha / k, reps,
                                   _seed(claim.id, profile, index, truth, point))
@@ -379,6 +381,25 @@ def _claim_row(spec: PaperSpec, claim: Any, profile: str, levels: Mapping[str, A
         problems.append(f"power {power:.2f} < {bounds['power']}")
     return ClaimRow(claim.id, profile, int(plan.n), len(plan.seeds), k, worst_fs, worst_fr, power, power_required,
                     not problems, tuple(problems), tuple(details), exempt or "", refute_power)
+
+
+def _possible(part: Mapping[str, Any], theta: float, levels: Mapping[str, Any]) -> bool:
+    """Whether a share part's truth gives rates inside (0, 1) at the profile's levels (other shapes: always)."""
+    if part["shape"] != "share":
+        return True
+    cal = dict(part.get("calibration") or {})
+    s = share.Share(part["treatment"], part["reference"], part.get("comparator"))
+    point = expected_levels(levels)
+    try:
+        if s.comparator:
+            share.rates_for_share(s, theta, comparator_rate=float(point["comparator_rate"]),
+                                  reference_effect=float(point["learning_effect"]) * float(cal.get("effect_scale", 1.0)))
+        else:
+            share.rates_for_share(s, theta, comparator_rate=0.0,
+                                  reference_effect=float(point[cal.get("reference_rate", "comparator_rate")]))
+    except ValueError:
+        return False
+    return True
 
 
 def _z(points: int) -> float:
