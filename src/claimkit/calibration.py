@@ -399,6 +399,8 @@ def _possible(part: Mapping[str, Any], theta: float, levels: Mapping[str, Any]) 
                                   reference_effect=float(point[cal.get("reference_rate", "comparator_rate")]))
     except ValueError:
         return False
+    except KeyError:  # a missing level: the simulation says which, by name
+        return True
     return True
 
 
