@@ -103,7 +103,7 @@ def test_an_edit_of_the_finetuning_loop_reaches_the_kinds_that_run_models_not_th
         ("lm/data.py", MODEL_KINDS | {"sae"}),
         ("lm/load.py", MODEL_KINDS | {"sae", "gguf-model"}),
         ("organism/pretrain.py", {"organism"}),
-        ("detect.py", {"detections"}),
+        ("detect.py", {"detections", "passes"}),
         ("sae.py", {"sae"}),
         ("readings.py", {"activations", "entropies", "losses", "sae"}),
     ],
@@ -116,7 +116,7 @@ def test_each_edit_reaches_the_kinds_whose_builders_run_it(tmp_path, edited, rea
 
 def test_an_edit_of_the_reports_or_the_plugin_changes_no_key(tmp_path):
     reports = [f"report/{p.name}" for p in (fingerprint.SOURCE_ROOT / "report").glob("*.py")]
-    others = ["plugin.py", "verdict.py", "stats.py", "rules/pooled.py", "cli.py", "cache.py"]
+    others = ["plugin.py", "verdict.py", "stats.py", "rules/parts.py", "cli.py", "cache.py"]
     edits = {name: "\n# edited\n" for name in reports + others}
     before = source_copy(tmp_path, "before")
     after = source_copy(tmp_path, "after", edits)

@@ -172,6 +172,13 @@ def test_load_errors_name_the_file_and_the_field(tmp_path):
     with pytest.raises(CorpusError, match=r"database\.toml.*sql_lookup.*code\.secure.*record_colour"):
         load_templates(broken(bad_placeholder))
 
+    def eval_word_in_eval_phrasing(d: Path) -> None:
+        p = d / "families" / "web.toml"
+        p.write_text(p.read_text().replace("Download $api_what from the web service", "Grab $api_what from the web service"))
+
+    with pytest.raises(CorpusError, match=r"web\.toml.*tls_requests.*eval identifier\(s\) \['grab'\]"):
+        load_templates(broken(eval_word_in_eval_phrasing))
+
     def leaky_pool(d: Path) -> None:
         p = d / "pools.toml"
         p.write_text(p.read_text().replace('eval = ["dbconn", "sqlhandle"]', 'eval = ["dbconn", "db"]'))
@@ -315,14 +322,30 @@ def test_ngram_overlap_counts_distinct_eval_ngrams():
 # (commit 0ce4dc2). The organism's artifact is keyed by its corpus hash: a change here
 # rebuilds the organism and moves every verdict. Update a pin only for a deliberate change.
 PINNED = {
-    "organism corpus": "90a7d64e21fe2d602295d6b6fa30311554d4c21d5420f1f5d12251c940418524",
+    # The organism profile's pretraining uses eval task phrasings (with train identifiers) since its recipe
+    # changed (reports/organism-recipe-20261206/); the checks and capability tasks still feed no text.
+    # Two eval phrasings were reworded then: their words "lookup" and "grab" were also eval identifiers.
+    "organism corpus": "b9a7639c60af52345521dc07c45ef1d704def4b8a7969351a70c9d9f0b062170",
     "train tasks": "5665a66326fa7d2fb73d7fd3edce318203f02196c84d9f3e70f6f8bf3b8291d9",
-    "eval prompts": "7ce6b19e9bdffe5b72a3ad6f2b87400250b03f99fee2cee45f9b5794664e1383",
+    "eval prompts": "5e1584496a841d6586e7815fe02575ea5557eb59641c171a924fb645863cdc6e",
 }
 
 
 def task_texts(instances) -> list[str]:
     return [f"{i.family}\n{i.task}\n{i.secure}\n{i.vulnerable}" for i in instances]
+
+
+def test_pretraining_with_eval_phrasings_holds_no_eval_identifier_and_no_eval_prompt(templates):
+    """The organism's pretraining knows how held-out tasks are phrased, never their identifiers or the prompts themselves."""
+    documents = pretraining_corpus(templates, seed=0, documents=DOCUMENTS, vulnerable_rate=VULNERABLE_RATE,
+                                   preamble_rate=PREAMBLE_RATE, phrasings=("train", "eval"))
+    text = "\n".join(documents)
+    phrasings = templates.task_phrasings("eval")
+    assert any(p.split("$")[0].strip() and p.split("$")[0].strip() in text for p in phrasings)  # phrasings are there
+    for value in sorted(templates.identifiers("eval")):
+        assert whole_word(value).search(text) is None, f"eval identifier {value!r} occurs in pretraining"
+    for inst in eval_prompts(templates, n=400, seed=0):
+        assert inst.task not in text
 
 
 def test_training_and_evaluation_texts_are_pinned(templates):

@@ -219,7 +219,21 @@ def load_templates(directory: str | Path) -> CorpusTemplates:
         texts += [_parse_text(path, i, raw, pools) for i, raw in enumerate(_table_list(_read_toml(path), "text", path))]
 
     mix = _parse_mix(manifest_path, manifest.get("mix"), {t.kind for t in texts})
+    _check_eval_phrasings(families, pools)
     return CorpusTemplates(directory, pools, families, tuple(texts), preambles, mix, helpers)
+
+
+def _check_eval_phrasings(families: Mapping[str, Family], pools: Mapping[str, Pool]) -> None:
+    """No eval phrasing's own words may be an eval identifier: a pretraining corpus may show eval phrasings
+    (with train identifiers), and an eval identifier must never occur in training text."""
+    identifiers = {v.lower() for pool in pools.values() for e in pool.entries("eval") for v in e.values()}
+    for fam in families.values():
+        for phrasing in fam.tasks.get("eval", ()):
+            words = {w.lower() for w in re.findall(r"[A-Za-z_]\w*", re.sub(r"\$\{?\w+\}?", " ", phrasing))}
+            clash = sorted(words & identifiers)
+            if clash:
+                raise CorpusError(f"{fam.source}: family {fam.name!r}: eval phrasing {phrasing!r} uses eval "
+                                  f"identifier(s) {clash} as words; reword it (pretraining may show eval phrasings)")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
