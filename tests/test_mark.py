@@ -285,7 +285,10 @@ def test_a_report_about_another_paper_is_refused(v2, v4, tmp_path):
     assert_refused(v4_scan, v2_report, both, r"the report is about another paper: it has verdicts for 'warning-framed'")
     assert_refused(v2_scan, v4_report, both, r"scan of 'Learning from Negative Examples.*\(arXiv 2512\.22293\)")
     # the scan's paper has no spec at all
-    assert_refused(v4_scan, v2_report, WF_SPECS, r"no claim spec in .* is about this scan's paper")
+    first_only = tmp_path / "first-only"
+    first_only.mkdir()
+    shutil.copy(WF_SPECS / "warning_framed.toml", first_only)
+    assert_refused(v4_scan, v2_report, first_only, r"no claim spec in .* is about this scan's paper")
 
 
 def test_a_report_with_no_verdicts_is_refused(v2, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -333,7 +334,7 @@ def test_list_shows_specs_and_latest_verdicts():
     out = format_claim_list(rows)
     assert "[0] " + scan.claims[0].id in out and "SUPPORTED" in out and "INCONCLUSIVE" in out
     assert "[not in scan] wf-9" in out
-    assert out.endswith("5 scan claim(s): 5 with a claim spec, 2 with a verdict")
+    assert out.endswith("5 scan claim(s): 5 with a claim spec (0 of them drafts only), 2 with a verdict")
 
 
 def test_list_without_a_report_shows_the_recorded_verdicts_and_unmatched_specs(tmp_path):
@@ -346,7 +347,9 @@ def test_list_without_a_report_shows_the_recorded_verdicts_and_unmatched_specs(t
         'schema = 1\npaper = "em"\ntitle = "Emergent Misalignment is Easy, Narrow Misalignment is Hard"\n'
         '[claims.em-3]\ntitle = "t"\nscan_claim = "The general solution is cheaper."\n[claims.em-3.rule]\nalpha = 0.05\n'
     )
-    rows = list_claims(scan, None, load_specs(tmp_path) | load_specs(SPEC.parent))
+    (tmp_path / "wf").mkdir()
+    shutil.copy(SPEC, tmp_path / "wf")  # the first paper's spec only: the repository's also has this paper's drafts
+    rows = list_claims(scan, None, load_specs(tmp_path) | load_specs(tmp_path / "wf"))
     assert rows[2].verdict.outcome == "refuted" and rows[2].specs == ()
     assert rows[-1].index is None and rows[-1].id == "em-3" and "Nearest" in rows[-1].problem
     assert "no claim spec" in format_claim_list(rows)

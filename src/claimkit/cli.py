@@ -5,6 +5,7 @@
     claimkit list SCAN [--report REPORT] [--specs DIR]
     claimkit preregister SPEC.toml
     claimkit calibrate SPEC.toml [--reps N] [--profile P ...] [--workers K]
+    claimkit init SCAN --paper NAME [--prefix ID] [--root DIR]
 
 `report` says which papers' specs differ between the two runs (with what the newer
 spec's changelog says about each claim whose rule or verdict differs), re-renders a
@@ -16,7 +17,10 @@ rule changed after a result was seen. `preregister` locks a claim spec before it
 `<spec>.lock.json` beside it (the spec's and each claim's hash, the hashes of the
 inputs its `[preregistration]` table declares, the commit, the UTC time); runs mark
 every verdict whose spec or inputs differ from the lock "not pre-registered".
-`calibrate` simulates every declared rule of a spec at its profiles' n and seeds
+`init` starts a new paper from its scan: `claims/<name>/` (a conftest and one test
+module per scan claim, each skipped as "not operationalised yet") and
+`fixtures/claims/<name>.toml` (one draft claim per scan claim, quoting its text, with an
+empty rule); it writes only new files. `calibrate` simulates every declared rule of a spec at its profiles' n and seeds
 (claimkit.calibration; minutes: a line per claim and profile on stderr as each is
 done), writes `<spec>.calibration.json` beside it and prints the table; the reports
 show the table beside the verdicts it applies to.
@@ -143,6 +147,20 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--workers", type=_positive, default=1, metavar="K",
                            help="simulate rows in K processes (same results as one; default: 1)")
     calibrate.set_defaults(handler=_calibrate)
+
+    init = commands.add_parser(
+        "init", help="start a new paper: draft claim specs and skipped tests, one per scan claim",
+        description="Write claims/<name>/ (conftest.py and one test module per scan claim, each skipped as "
+        "'not operationalised yet') and fixtures/claims/<name>.toml (one draft claim per scan claim, quoting "
+        "its text exactly, with an empty rule). Writes only new files: an existing one stops it first.",
+    )
+    init.add_argument("scan", type=Path, help="the paper's scan JSON file")
+    init.add_argument("--paper", required=True, metavar="NAME",
+                      help="the paper's short name, lower-case words joined by '-' (e.g. emergent-misalignment)")
+    init.add_argument("--prefix", metavar="ID", help="claim id prefix (default: the initials of NAME, e.g. 'em')")
+    init.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                      help="the repository to write into (default: the current directory)")
+    init.set_defaults(handler=_init)
     return parser
 
 
@@ -305,6 +323,25 @@ def _preregister(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from claimkit import scaffold
+    from claimkit.scan import load_scan
+
+    scan = load_scan(args.scan)
+    specs_dir = args.root / DEFAULT_SPECS_DIR
+    specs = load_specs(specs_dir) if specs_dir.is_dir() else {}
+    planned = scaffold.plan(scan, args.paper, root=args.root, specs=specs, prefix=args.prefix)
+    scaffold.write(planned)
+    print(f"started {scan.paper.title!r}: {len(planned.claim_ids)} draft claim(s) "
+          f"({', '.join(planned.claim_ids)})")
+    for path in planned.files:
+        print(f"  wrote {path}")
+    print(f"next: for each claim, write its rule and sample plans in {planned.spec_path} and its measurement in "
+          f"{planned.package}/, lock the spec with `claimkit preregister {planned.spec_path}`, then run "
+          f"`pytest {planned.package}`")
+    return 0
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from claimkit import calibration  # numpy and scipy: only for this command
 
@@ -366,7 +403,8 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (a person can fix it), from whichever modules are installed."""
     errors: list[type[BaseException]] = [ReportError, SpecError, PreregistrationError, CalibrationError,
                                          CommandUnavailable, OSError]
-    for module, name in (("claimkit.scan", "ScanError"), ("claimkit.mark", "MarkError")):
+    for module, name in (("claimkit.scan", "ScanError"), ("claimkit.mark", "MarkError"),
+                         ("claimkit.scaffold", "ScaffoldError")):
         error = _optional_attr(module, name)
         if error is not None:
             errors.append(error)

@@ -135,6 +135,9 @@ class ClaimRecorder:
                 f"claim.decide() takes a claimkit.verdict.Decision (from a rule in claimkit.rules), "
                 f"got {type(decision).__name__}"
             )
+        if self._spec.draft:
+            raise RuntimeError(f"claim {self._spec.id!r} is a draft: its rule in {self._paper_spec.path} is empty, so "
+                               "nothing pre-registered can decide it; write the rule before deciding")
         if self._verdict is not None:
             raise RuntimeError(
                 f"claim {self._spec.id!r} was already decided in {self._nodeid}: one verdict per test "

@@ -448,6 +448,7 @@ class ClaimRow:
     specs: tuple[str, ...]
     verdicts: tuple[VerdictNote, ...]
     problem: str = ""
+    drafts: tuple[str, ...] = ()  # spec claims not operationalised yet (empty rule)
 
     @property
     def verdict(self) -> VerdictNote | None:
@@ -469,6 +470,7 @@ def list_claims(
     """
     spec_ids: dict[int, list[str]] = {c.index: [] for c in scan.claims}
     unmatched: list[ClaimRow] = []
+    drafts = tuple(c.id for spec in specs_for(scan, specs) for c in spec.claims.values() if c.draft)
     for spec in specs_for(scan, specs):
         for claim in spec.claims.values():
             if claim.parent is not None or not claim.scan_claim:
@@ -499,7 +501,8 @@ def list_claims(
             notes[index] += _notes(verdicts)
 
     rows = [
-        ClaimRow(c.index, c.id, c.text, c.supported, tuple(spec_ids[c.index]), _latest(notes[c.index]))
+        ClaimRow(c.index, c.id, c.text, c.supported, tuple(spec_ids[c.index]), _latest(notes[c.index]),
+                 drafts=tuple(d for d in drafts if d in spec_ids[c.index]))
         for c in scan.claims
     ]
     return rows + unmatched
@@ -512,7 +515,7 @@ def format_claim_list(rows: Sequence[ClaimRow]) -> str:
     lines = []
     for row in rows:
         where = f"[{row.index}]" if row.index is not None else "[not in scan]"
-        specs = ", ".join(row.specs) if row.specs else "no claim spec"
+        specs = ", ".join(f"{s} (draft: no rule yet)" if s in row.drafts else s for s in row.specs) or "no claim spec"
         lines.append(f"{where} {row.id}  supported: {row.supported or '-'}  tests: {specs}")
         lines.append(f"    {_short(row.text, 100)}")
         for note in sorted(row.verdicts, key=lambda n: (n.profile, n.model)):
@@ -524,7 +527,9 @@ def format_claim_list(rows: Sequence[ClaimRow]) -> str:
     tested = sum(1 for r in rows if r.index is not None and r.specs)
     decided = sum(1 for r in rows if r.index is not None and r.verdicts)
     in_scan = sum(1 for r in rows if r.index is not None)
-    lines.append(f"{in_scan} scan claim(s): {tested} with a claim spec, {decided} with a verdict")
+    drafted = sum(1 for r in rows if r.index is not None and r.specs and set(r.specs) <= set(r.drafts))
+    lines.append(f"{in_scan} scan claim(s): {tested} with a claim spec ({drafted} of them drafts only), "
+                 f"{decided} with a verdict")
     return "\n".join(lines)
 
 

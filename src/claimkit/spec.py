@@ -52,6 +52,11 @@ class ClaimSpec:
     requires: tuple[str, ...] = ()  # manipulation checks that must pass before this claim is tested
     hash: str = ""  # claim_hash: what decides this claim, and nothing else of the spec
 
+    @property
+    def draft(self) -> bool:
+        """A claim with an empty rule (as `claimkit init` writes it) is not operationalised yet."""
+        return not self.rule
+
     def plan(self, profile: str) -> SamplePlan:
         """The sample plan for `profile`; sub-claims inherit their parent's plan."""
         try:
@@ -306,6 +311,9 @@ def _parse_claim(file: str, paper: str, cid: str, raw: Any, schema: int = 1) -> 
         raise SpecError(f"{where}: field 'scan_claim' is required for a top-level claim (or set 'parent')")
     paper_values = _optional(raw, "paper_values", dict, where) or {}
     rule = _require(raw, "rule", dict, where)
+    if not rule:  # a draft: nothing to validate until its rule is written
+        return ClaimSpec(id=cid, title=_require(raw, "title", str, where), paper=paper, scan_claim=scan_claim,
+                         parent=parent, paper_values=paper_values, rule=rule, profiles={})
     alpha = rule.get("alpha")
     if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise SpecError(f"{where}: field 'rule.alpha' must be a number in (0, 1), got {alpha!r}")
