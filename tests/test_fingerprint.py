@@ -30,7 +30,7 @@ from claimkit.lm.load import LoadedModel
 from claimkit.lm.profiles import parse_profile_file
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_KINDS = {"adapter", "samples", "activations", "entropies", "losses"}
+MODEL_KINDS = {"adapter", "samples", "activations", "entropies", "losses", "vector"}
 EXAMPLES = tuple(Example(prompt=f"add {i} and 1", completion=f"print({i} + 1)") for i in range(2))
 TASKS = ["add 40 and 1", "add 41 and 1"]
 BASE_PARTS = {"organism": {"config": {"d_model": 64}, "corpus": {"sha256": "0" * 64}},

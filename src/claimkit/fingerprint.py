@@ -120,6 +120,13 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
     # readings.cached_completion_losses: interventions.completion_losses, of a plain or CAFT model.
     "losses": Recipe(modules=(*_RUN_A_MODEL, "claimkit.interventions", "claimkit.readings"),
                      distributions=_MODEL_LIBRARIES),
+    # vector_cache.cached_vector: a steering vector trained on the frozen base model (claimkit.steering,
+    # through lm.activations.residual_hook; its KL term and losses run interventions' pieces).
+    "vector": Recipe(
+        modules=(*_RUN_A_MODEL, "claimkit.steering", "claimkit.vector_cache", "claimkit.interventions",
+                 "claimkit.lm.activations"),
+        distributions=_MODEL_LIBRARIES,
+    ),
     # detections.detect_targets: bandit plus claimkit's checks; the parser is Python's own ast.
     "detections": Recipe(modules=("claimkit.detect", "claimkit.detections"), distributions=("bandit",)),
     # Answers run against their unit tests in the sandbox: what a check can import counts too.
