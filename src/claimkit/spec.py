@@ -50,6 +50,8 @@ class ClaimSpec:
     rule: Mapping[str, Any]
     profiles: Mapping[str, SamplePlan]
     requires: tuple[str, ...] = ()  # manipulation checks that must pass before this claim is tested
+    #: In words: what the claim's test measures on claimkit's models and where that differs from the paper.
+    analog: str = ""
     hash: str = ""  # claim_hash: what decides this claim, and nothing else of the spec
 
     @property
@@ -343,6 +345,7 @@ def _parse_claim(file: str, paper: str, cid: str, raw: Any, schema: int = 1) -> 
         rule=rule,
         profiles=profiles,
         requires=tuple(requires),
+        analog=_optional(raw, "analog", str, where) or "",
     )
 
 
