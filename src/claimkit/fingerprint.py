@@ -106,7 +106,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
     "samples": Recipe(
         modules=(
             *_RUN_A_MODEL, "claimkit.interventions", "claimkit.lm.activations", "claimkit.lm.fast_sample",
-            "claimkit.lm.grouped_attention", "claimkit.lm.sample",
+            "claimkit.lm.generation", "claimkit.lm.grouped_attention", "claimkit.lm.sample",
         ),
         distributions=(*_MODEL_LIBRARIES, "sae-lens"),
     ),
