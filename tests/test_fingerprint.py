@@ -100,6 +100,7 @@ def test_an_edit_of_the_finetuning_loop_reaches_the_kinds_that_run_models_not_th
     [
         ("lm/sample.py", {"samples"}),
         ("lm/generation.py", {"samples"}),
+        ("lm/train_config.py", MODEL_KINDS | {"sae"}),
         ("lm/grouped_attention.py", {"samples"}),
         ("lm/data.py", MODEL_KINDS | {"sae"}),
         ("lm/load.py", MODEL_KINDS | {"sae", "gguf-model"}),
