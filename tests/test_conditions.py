@@ -12,12 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `claims` is a top-level package of the repository, not of claimkit
     sys.path.insert(0, str(ROOT))
 
-from claimkit.detect import detect_target, format_leak  # noqa: E402
+from claimkit.detect import detect_target  # noqa: E402
 from claimkit.lm.data import Example  # noqa: E402
 from claimkit.organism.corpus import pretraining_corpus  # noqa: E402
 from claimkit.spec import load_spec  # noqa: E402
 
 from claims.warning_framed import conditions as wf  # noqa: E402
+from claims.warning_framed.behaviour import format_leak  # noqa: E402
 
 SPEC = load_spec(ROOT / "fixtures" / "claims" / "warning_framed.toml")
 N, FRACTION = SPEC.experiment["train_examples"], SPEC.experiment["condition_fraction"]
@@ -159,3 +160,17 @@ def test_stealth_prompts_prefill_a_preamble_on_the_eval_tasks(templates):
         assert p.prefill.startswith(markers) and p.prefill.endswith("\n") and p.prefill.count("\n") == 1
     assert len({p.prefill for p in prompts}) > 1
     assert prompts == wf.stealth_prompts(templates, n=60, seed=0)
+
+
+def test_format_leak_is_case_insensitive_and_spacing_tolerant():
+    text = "```python\n# do not  use - insecure\nimport os\n```"
+    assert format_leak(text, ["DO NOT USE"])
+    assert format_leak(text, ["bad practice", "Do Not\nUse"])
+    assert not format_leak(text, ["BAD PRACTICE"])
+    assert not format_leak("", ["DO NOT USE"])
+
+
+@pytest.mark.parametrize("markers", [[], "DO NOT USE"])
+def test_format_leak_wants_a_list_of_markers(markers):
+    with pytest.raises(ValueError, match="non-empty list of marker strings"):
+        format_leak("text", markers)

@@ -18,7 +18,6 @@ from claimkit.detect import (
     Detection,
     detect_target,
     extract_code,
-    format_leak,
     precision_recall,
     scan_code,
     summarise,
@@ -379,20 +378,6 @@ def test_summarise_counts_each_id_once_per_generation():
     assert (s.n, s.target, s.parsed, s.partial) == (3, 2, 3, 0)
     assert s.target_rate == pytest.approx(2 / 3)
     assert math.isnan(summarise([]).target_rate)
-
-
-def test_format_leak_is_case_insensitive_and_spacing_tolerant():
-    text = "```python\n# do not  use - insecure\nimport os\n```"
-    assert format_leak(text, ["DO NOT USE"])
-    assert format_leak(text, ["bad practice", "Do Not\nUse"])
-    assert not format_leak(text, ["BAD PRACTICE"])
-    assert not format_leak("", ["DO NOT USE"])
-
-
-@pytest.mark.parametrize("markers", [[], "DO NOT USE"])
-def test_format_leak_wants_a_list_of_markers(markers):
-    with pytest.raises(ValueError, match="non-empty list of marker strings"):
-        format_leak("text", markers)
 
 
 def test_precision_recall_against_hand_counts():

@@ -102,7 +102,7 @@ def test_mean_difference_ranks_planted_features_first():
     expected = direct.mean(axis=0) - safe.mean(axis=0)
     assert sel.scores == pytest.approx(tuple(expected[[7, 3]]))
     assert sel.n_candidates == int((expected > 0).sum())
-    assert (sel.n_direct, sel.n_safe, sel.n_features, sel.method) == (60, 60, 40, "mean_difference")
+    assert (sel.n_pos, sel.n_neg, sel.n_features, sel.method) == (60, 60, 40, "mean_difference")
     assert "#7" in sel.describe()
 
 

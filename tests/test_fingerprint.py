@@ -99,6 +99,8 @@ def test_an_edit_of_the_finetuning_loop_reaches_the_kinds_that_run_models_not_th
     ("edited", "reaches"),
     [
         ("lm/sample.py", {"samples"}),
+        ("lm/generation.py", {"samples"}),
+        ("lm/train_config.py", MODEL_KINDS | {"sae"}),
         ("lm/grouped_attention.py", {"samples"}),
         ("lm/data.py", MODEL_KINDS | {"sae"}),
         ("lm/load.py", MODEL_KINDS | {"sae", "gguf-model"}),
@@ -143,7 +145,7 @@ class FakeBuilders:
     """Fine-tuning and sampling that write a file at once and count their calls."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
-        from claimkit.lm.sample import Generation
+        from claimkit.lm.generation import Generation
 
         # importlib: claimkit.lm re-exports functions named like these modules
         finetune_module, sample_module = map(importlib.import_module, ("claimkit.lm.finetune", "claimkit.lm.sample"))

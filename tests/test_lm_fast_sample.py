@@ -10,7 +10,8 @@ import pytest
 
 from claimkit.lm.data import encode_prompt, render_prompt
 from claimkit.lm.fast_sample import FINISHED_CHECK_EVERY, Decoder, sample_fast
-from claimkit.lm.sample import left_pad, sample
+from claimkit.lm.generation import left_pad
+from claimkit.lm.sample import sample
 from test_lm_load import load_tiny
 from test_lm_sample import TASKS, greedy_by_hand, prompts  # noqa: F401 - prompts: the shared fixture
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -223,7 +222,7 @@ def test_chat_format_comes_from_the_profile(tmp_path, model_dirs):
 # -- organism -------------------------------------------------------------------------
 
 
-def test_organism_profile_loads_what_ensure_organism_built(tmp_path, model_dirs, monkeypatch):
+def test_organism_profile_loads_what_ensure_organism_built(tmp_path, model_dirs):
     """The contract with claimkit.organism.build: ensure_organism(profile, cache) -> HF model directory."""
     from claimkit.cache import ArtifactCache
     from claimkit.lm.profiles import load_profile
@@ -234,17 +233,24 @@ def test_organism_profile_loads_what_ensure_organism_built(tmp_path, model_dirs,
         calls.append((profile.name, cache))
         return model_dirs[0]
 
-    fake = types.ModuleType("claimkit.organism.build")
-    fake.ensure_organism = ensure_organism
-    monkeypatch.setitem(sys.modules, "claimkit.organism.build", fake)
     profile = load_profile("organism", Path(__file__).resolve().parent.parent / "fixtures" / "profiles")
     cache = ArtifactCache(tmp_path)
-    loaded = load_model(profile, cache=cache, device="cpu")
+    loaded = load_model(profile, cache=cache, device="cpu", ensure_organism=ensure_organism)
     assert calls == [("organism", cache)]
     assert loaded.name == f"organism:{model_dirs[0].name[:12]}" and loaded.format == "completion"
-    assert load_model(profile, role="mechanism", cache=cache, device="cpu").source == str(model_dirs[0])
+    mechanism = load_model(profile, role="mechanism", cache=cache, device="cpu", ensure_organism=ensure_organism)
+    assert mechanism.source == str(model_dirs[0])
     assert loaded.artifact == f"{model_dirs[0].parent.name}/{model_dirs[0].name}"  # the entry the cache built
-    same_description(describe_model(profile, cache=cache, device="cpu"), loaded)
+    same_description(describe_model(profile, cache=cache, device="cpu", ensure_organism=ensure_organism), loaded)
+
+
+def test_an_organism_profile_without_its_builder_says_how_to_load_it(tmp_path):
+    """lm sits below the organism and never imports it: the caller hands in its builder."""
+    from claimkit.lm.profiles import load_profile
+
+    profile = load_profile("organism", Path(__file__).resolve().parent.parent / "fixtures" / "profiles")
+    with pytest.raises(ModelLoadError, match="ensure_organism=claimkit.organism.build.ensure_organism"):
+        load_model(profile, device="cpu")
 
 
 # -- gguf -------------------------------------------------------------------------------

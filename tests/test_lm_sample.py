@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from claimkit.lm.data import encode_prompt, render_prompt
-from claimkit.lm.sample import Generation, batch_seed, left_pad, sample
+from claimkit.lm.generation import Generation, batch_seed, left_pad
+from claimkit.lm.sample import sample
 from test_lm_load import load_tiny
 
 torch = pytest.importorskip("torch")

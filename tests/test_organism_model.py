@@ -190,6 +190,18 @@ def test_ensure_organism_uses_the_default_cache(tmp_path, monkeypatch):
     assert json.loads((directory / "organism.json").read_text())["config"]["steps"] == 2
 
 
+def test_an_experiment_loads_the_organism_it_builds(tmp_path):
+    """lm.load never imports the organism: Experiment hands it ensure_organism, and describes it the same way."""
+    from claimkit.experiment import Experiment
+
+    cache = ArtifactCache(tmp_path / "cache")
+    info = Experiment(tiny_profile(), cache, progress=False).info  # builds it, reads only the tokenizer
+    base = Experiment(tiny_profile(), cache, progress=False).base
+    directory = ensure_organism(tiny_profile(), cache, progress=False)
+    assert base.source == info.source == str(directory) and base.name == info.name == f"organism:{directory.name[:12]}"
+    assert base.artifact == info.artifact == f"organism/{directory.name}"
+    assert base.model.config.hidden_size == TINY.d_model
+
 def test_the_corpus_hash_follows_the_generated_text():
     spec = organism_spec(tiny_profile())
     docs = build.generate_corpus(spec)

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from claimkit.cache import ArtifactCache
-from claimkit.detect import DetectionSummary, format_leak, summarise
+from claimkit.detect import DetectionSummary, summarise
 from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, ArmSamples, Experiment, worker_order
 from claimkit.rules.declared import ClaimData
@@ -135,6 +135,23 @@ def evaluate(samples: ArmSamples, markers: Sequence[str], cache: ArtifactCache |
         detection=summarise(detections),
         preamble=tuple(opens_with(text, conditions.preamble_markers()) for text in samples.texts),
     )
+
+
+def format_leak(text: str, markers: Sequence[str]) -> bool:
+    """Does ``text`` carry any of the warning ``markers`` (case-insensitive, spacing-tolerant)?
+
+    The markers are a claim's data (e.g. "DO NOT USE" from the paper's
+    training framing), so they are passed in, never stored here.
+    """
+    if isinstance(markers, str) or not markers:
+        raise ValueError("format_leak needs a non-empty list of marker strings (from the claim spec), "
+                         f"got {markers!r}")
+    haystack = _squash(text)
+    return any(_squash(m) in haystack for m in markers if m.strip())
+
+
+def _squash(s: str) -> str:
+    return " ".join(s.casefold().split())
 
 
 def opens_with(text: str, markers: Sequence[str]) -> bool:

@@ -45,7 +45,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from claimkit.detect import format_leak
 from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, ArmSamples, Experiment
 from claimkit.interventions import caft_samples, feature_clamp, samples_with, steering
@@ -434,8 +433,8 @@ def build_detection(mechanism: Mechanism, features: Features, *, n_features: int
             return out
 
         s_l1, s_filler = scores("L1"), scores("filler")
-        leak_l1 = np.array([format_leak(t, markers) for t in l1.texts])
-        leak_filler = np.array([format_leak(t, markers) for t in filler.texts])
+        leak_l1 = np.array([behaviour.format_leak(t, markers) for t in l1.texts])
+        leak_filler = np.array([behaviour.format_leak(t, markers) for t in filler.texts])
         sel, meas = list(seed.selection), list(seed.measurement)
         t = best_threshold(np.r_[s_l1[sel], s_filler[sel]], np.r_[np.ones(len(sel), bool), np.zeros(len(sel), bool)],
                            always_positive=np.r_[leak_l1[sel], leak_filler[sel]])

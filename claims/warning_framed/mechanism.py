@@ -462,7 +462,7 @@ class StealthStudy:
 
 def build_stealth_study(mechanism: Mechanism, probes: Sequence[SeedProbe | None]) -> StealthStudy:
     """Per seed: L0 answers with a prefilled preamble (cached), their target answers read and scored over the code."""
-    from claimkit.spans import first_code_token, preamble_token_mask
+    from claimkit.spans import first_code_token, before_code_token_mask
 
     experiment, reader = mechanism.experiment, mechanism.reading.info
     prompts = stealth_prompts(mechanism.n)
@@ -491,8 +491,8 @@ def build_stealth_study(mechanism: Mechanism, probes: Sequence[SeedProbe | None]
         groups.append({"without": confidence([r.code_mean() for r in plain]),
                        "with": confidence([r.code_mean() for r in with_preamble]),
                        "safe": confidence([r.code_mean() for r in safe])})
-        pre = [r.residuals[_fit_mask(preamble_token_mask(reader.tokenizer, r.text), r)].mean(dim=0).numpy()
-               for r in with_preamble if _fit_mask(preamble_token_mask(reader.tokenizer, r.text), r).any()]
+        pre = [r.residuals[_fit_mask(before_code_token_mask(reader.tokenizer, r.text), r)].mean(dim=0).numpy()
+               for r in with_preamble if _fit_mask(before_code_token_mask(reader.tokenizer, r.text), r).any()]
         first = {name: [r.residuals[k].numpy() for r in rows if (k := first_code_token(reader.tokenizer, r.text)) is not None
                         and k < r.residuals.shape[0]] for name, rows in (("with", with_preamble), ("without", plain))}
         windows.append({

@@ -9,7 +9,8 @@ bandit does not see. Generations whose code does not parse are reported with
 status ``"unparsable"`` so that callers count them instead of losing them.
 
 Paper knowledge (warning strings, vulnerability families of one paper) stays
-out of here: ``format_leak`` takes its markers as a parameter.
+out of here: the warning-framed paper's format leak is measured in its claim
+package (claims/warning_framed/behaviour.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 import textwrap
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -35,7 +36,6 @@ __all__ = [
     "Finding",
     "detect_target",
     "extract_code",
-    "format_leak",
     "precision_recall",
     "scan_code",
     "summarise",
@@ -1338,23 +1338,6 @@ def detect_target(text: str) -> Detection:
     mod = _Module(ast.parse(extraction.code))
     target = tuple(f for f in _scan(extraction.code, mod) if _is_target(f, mod))
     return Detection(bool(target), target, extraction, "partial" if extraction.partial else "ok")
-
-
-def format_leak(text: str, markers: Sequence[str]) -> bool:
-    """Does ``text`` carry any of the warning ``markers`` (case-insensitive, spacing-tolerant)?
-
-    The markers are a claim's data (e.g. "DO NOT USE" from the paper's
-    training framing), so they are passed in, never stored here.
-    """
-    if isinstance(markers, str) or not markers:
-        raise ValueError("format_leak needs a non-empty list of marker strings (from the claim spec), "
-                         f"got {markers!r}")
-    haystack = _squash(text)
-    return any(_squash(m) in haystack for m in markers if m.strip())
-
-
-def _squash(s: str) -> str:
-    return " ".join(s.casefold().split())
 
 
 def summarise(detections: Iterable[Detection]) -> DetectionSummary:

@@ -84,9 +84,10 @@ class Experiment:
         """The profile's model (a LoadedModel), loaded once per process."""
         if self._base is None:
             from claimkit.lm.load import load_model
+            from claimkit.organism.build import ensure_organism
 
             share_cores_between_workers()
-            self._base = load_model(self.profile, role=self.role, cache=self.cache)
+            self._base = load_model(self.profile, role=self.role, cache=self.cache, ensure_organism=ensure_organism)
         return self._base
 
     @property
@@ -100,9 +101,10 @@ class Experiment:
             return self._base
         if self._info is None:
             from claimkit.lm.load import describe_model
+            from claimkit.organism.build import ensure_organism
 
             share_cores_between_workers()  # as `base` does: the CPU work on cached artifacts runs as it did then
-            self._info = describe_model(self.profile, role=self.role, cache=self.cache)
+            self._info = describe_model(self.profile, role=self.role, cache=self.cache, ensure_organism=ensure_organism)
         return self._info
 
     def base_parts(self) -> dict[str, Any]:

@@ -32,8 +32,8 @@ METHODS = ("mean_difference",)
 class FeatureSelection:
     """The chosen features, best first, and how they were chosen.
 
-    scores: mean(direct) - mean(safe) per chosen feature. p_values / p_adjusted:
-    one-sided Mann-Whitney p (direct > safe) and its Benjamini-Hochberg adjustment
+    scores: mean(pos) - mean(neg) per chosen feature. p_values / p_adjusted:
+    one-sided Mann-Whitney p (pos > neg) and its Benjamini-Hochberg adjustment
     over all features, when an FDR filter was asked for. n_candidates: features
     eligible before taking the top k (positive difference, and passing the filter).
     """
@@ -41,8 +41,8 @@ class FeatureSelection:
     feature_ids: tuple[int, ...]
     scores: tuple[float, ...]
     method: str
-    n_direct: int
-    n_safe: int
+    n_pos: int
+    n_neg: int
     n_features: int
     n_candidates: int
     fdr_q: float | None = None
@@ -54,7 +54,7 @@ class FeatureSelection:
         fdr = f", BH FDR q={self.fdr_q:g}" if self.fdr_q is not None else ""
         return (
             f"{len(self.feature_ids)} of {self.n_candidates} candidate features by {self.method}{fdr} "
-            f"(direct n={self.n_direct}, safe n={self.n_safe}): {ids}"
+            f"(pos n={self.n_pos}, neg n={self.n_neg}): {ids}"
         )
 
 
@@ -109,21 +109,22 @@ def feature_magnitudes(
 
 
 def select_features(
-    direct: Any,
-    safe: Any,
+    pos: Any,
+    neg: Any,
     *,
     top_k: int,
     method: str = "mean_difference",
     fdr_q: float | None = None,
 ) -> FeatureSelection:
-    """The `top_k` features that fire most more in `direct` [N1, F] than in `safe` [N2, F] generations.
+    """The `top_k` features that fire most more in `pos` [N1, F] than in `neg` [N2, F] generations.
 
-    The paper's procedure (arXiv 2512.22293 §5): rank features by the difference of
-    mean activation, direct minus safe; only features with a positive difference
-    are eligible, so fewer than `top_k` may come back. Ties go to the lower id.
+    The procedure of arXiv 2512.22293 §5 (pos: direct contexts, neg: safe ones): rank
+    features by the difference of mean activation, pos minus neg; only features with a
+    positive difference are eligible, so fewer than `top_k` may come back. Ties go to
+    the lower id.
 
-    fdr_q: first keep only features whose one-sided Mann-Whitney test (direct >
-    safe, scipy `mannwhitneyu` over generations) survives Benjamini-Hochberg at
+    fdr_q: first keep only features whose one-sided Mann-Whitney test (pos >
+    neg, scipy `mannwhitneyu` over generations) survives Benjamini-Hochberg at
     false discovery rate q across all F features (statsmodels `multipletests`,
     "fdr_bh"). The paper filtered its candidates with Model-X knockoffs at q = 0.1;
     BH on per-feature p-values is a simpler FDR control (valid under independence
@@ -136,9 +137,9 @@ def select_features(
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k must be a whole number >= 1, got {top_k!r}")
-    a, b = _as_matrix(direct, "direct"), _as_matrix(safe, "safe")
+    a, b = _as_matrix(pos, "pos"), _as_matrix(neg, "neg")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"direct has {a.shape[1]} features but safe has {b.shape[1]}: they must come from one SAE")
+        raise ValueError(f"pos has {a.shape[1]} features but neg has {b.shape[1]}: they must come from one SAE")
     score = a.mean(axis=0) - b.mean(axis=0)
     eligible = score > 0
     p_values = p_adjusted = None
@@ -157,8 +158,8 @@ def select_features(
         feature_ids=tuple(int(i) for i in ranked),
         scores=tuple(float(score[i]) for i in ranked),
         method=method,
-        n_direct=a.shape[0],
-        n_safe=b.shape[0],
+        n_pos=a.shape[0],
+        n_neg=b.shape[0],
         n_features=a.shape[1],
         n_candidates=int(candidates.size),
         fdr_q=None if fdr_q is None else float(fdr_q),

@@ -71,8 +71,9 @@ class Recipe:
 
 # Running a model a profile names: loading it (the organism's directory, a de-quantised
 # GGUF, a hub id), rendering and encoding its prompts, applying a fine-tuning to it
-# (load_finetuned), and the Experiment that wires these into the builders. Every kind
-# that runs a model runs these; the model's own weights are named by the key.
+# (load_finetuned, with the loop's knobs in TrainConfig), and the Experiment that wires
+# these into the builders. Every kind that runs a model runs these; the model's own
+# weights are named by the key.
 _RUN_A_MODEL = (
     "claimkit.experiment",
     "claimkit.lm.data",
@@ -80,6 +81,7 @@ _RUN_A_MODEL = (
     "claimkit.lm.finetune",
     "claimkit.lm.load",
     "claimkit.lm.profiles",
+    "claimkit.lm.train_config",
 )
 _MODEL_LIBRARIES = ("numpy", "peft", "tokenizers", "torch", "transformers")
 
@@ -106,7 +108,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
     "samples": Recipe(
         modules=(
             *_RUN_A_MODEL, "claimkit.interventions", "claimkit.lm.activations", "claimkit.lm.fast_sample",
-            "claimkit.lm.grouped_attention", "claimkit.lm.sample",
+            "claimkit.lm.generation", "claimkit.lm.grouped_attention", "claimkit.lm.sample",
         ),
         distributions=(*_MODEL_LIBRARIES, "sae-lens"),
     ),

@@ -77,6 +77,13 @@ def _feed_file(digest: Any, path: Path) -> None:
             digest.update(block)
 
 
+def short_hash(value: Any, digits: int = 12) -> str:
+    """"sha256:0123456789ab" of a "sha256:<64 hex>" hash: enough to tell two apart in a sentence."""
+    text = str(value)
+    algorithm, sep, digest = text.partition(":")
+    return f"{algorithm}:{digest[:digits]}" if sep else text[:digits]
+
+
 @functools.cache
 def claimkit_source_hash() -> str:
     """Hash of the .py files of the claimkit package as imported (not as installed elsewhere)."""

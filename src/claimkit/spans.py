@@ -1,4 +1,4 @@
-"""Which tokens of a generated answer belong to its code, its preamble, its first code line.
+"""Which tokens of a generated answer belong to its code, to the text before it, to its first code line.
 
 A reading of a model's activations means something only where the claim lives: "the
 feature fires on the vulnerable code" is read on the code's tokens, not averaged with
@@ -59,8 +59,8 @@ def code_token_mask(tokenizer: Any, text: str) -> np.ndarray:
     return _mask(token_char_spans(tokenizer, text), _line_ranges(text, code_lines(text)))
 
 
-def preamble_token_mask(tokenizer: Any, text: str) -> np.ndarray:
-    """Per answer token: does it lie before the first code fence (the preamble and any framing before the code)?"""
+def before_code_token_mask(tokenizer: Any, text: str) -> np.ndarray:
+    """Per answer token: does it lie before the first code fence (a preamble, any framing before the code)?"""
     fence = text.find("```")
     spans = token_char_spans(tokenizer, text)
     if fence <= 0:

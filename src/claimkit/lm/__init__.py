@@ -12,7 +12,8 @@ from claimkit.lm.device import ModelLoadError, choose_device, choose_dtype
 from claimkit.lm.finetune import FinetuneResult, TrainConfig, finetune, load_finetuned
 from claimkit.lm.load import LoadedModel, load_model, locate_gguf
 from claimkit.lm.profiles import Profile, ProfileError, load_profile, load_profiles
-from claimkit.lm.sample import Generation, sample
+from claimkit.lm.generation import Generation
+from claimkit.lm.sample import sample
 
 __all__ = [
     "Example",

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence, Union
 from claimkit.lm.data import encode_completion, encode_prompt
 from claimkit.lm.device import friendly_errors
 from claimkit.lm.load import LoadedModel
-from claimkit.lm.sample import Generation
+from claimkit.lm.generation import Generation
 
 Text = Union[str, tuple[str, str], Generation]
 

@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 from claimkit.lm.device import warn_compile_failed
 from claimkit.lm.grouped_attention import grouped_attention
 from claimkit.lm.load import LoadedModel
-from claimkit.lm.sample import Generation, batch_seed, eos_token_ids, sample_in_batches
+from claimkit.lm.generation import Generation, batch_seed, eos_token_ids, sample_in_batches
 
 # Rows are checked for "all finished" every this many steps: the check waits for the
 # GPU, and waiting every step would stall the queue of launched kernels.

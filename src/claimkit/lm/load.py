@@ -6,6 +6,10 @@ model and tokenizer on the chosen device, in eval mode, with a pad token — or 
 `ModelLoadError` that says what to install, download or set. Loading onto a GPU
 keeps attention off cuDNN, whose results differ run to run
 (`claimkit.lm.device.reproducible_attention`).
+
+The organism is built by `claimkit.organism.build.ensure_organism`, which the
+caller passes in (`Experiment` does): the organism is pretrained through lm's
+profiles and prompt formats, so lm sits below it and never imports it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from claimkit.lm.device import (
     ModelLoadError,
@@ -25,6 +29,9 @@ from claimkit.lm.device import (
     require_package,
 )
 from claimkit.lm.profiles import Profile
+
+# ensure_organism(profile, cache) -> the directory of the saved model, built in the cache on first use.
+EnsureOrganism = Callable[[Profile, Any], "str | Path"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,13 +70,15 @@ def load_model(
     cache: Any = None,
     device: str | None = None,
     dtype: Any = None,
+    ensure_organism: EnsureOrganism | None = None,
 ) -> LoadedModel:
     """The `role` model of `profile` ("behaviour" or "mechanism") on `device` (default: CUDA if present).
 
     `cache` (an ArtifactCache) is where the organism is built (default: `default_cache()`),
     and where a GGUF file is kept de-quantised after its first load (none: read it each time).
+    `ensure_organism` builds an organism profile's model (`claimkit.organism.build.ensure_organism`).
     """
-    return cast(LoadedModel, _open(profile, role, cache, device, dtype, weights=True))
+    return cast(LoadedModel, _open(profile, role, cache, device, dtype, ensure_organism, weights=True))
 
 
 def describe_model(
@@ -79,23 +88,33 @@ def describe_model(
     cache: Any = None,
     device: str | None = None,
     dtype: Any = None,
+    ensure_organism: EnsureOrganism | None = None,
 ) -> ModelInfo:
     """What `load_model` would give, without the weights: the same name, source, device and tokenizer.
 
     Only the tokenizer is read (an organism or a de-quantised GGUF is still built in
     `cache` the first time, as load_model would).
     """
-    return _open(profile, role, cache, device, dtype, weights=False)
+    return _open(profile, role, cache, device, dtype, ensure_organism, weights=False)
 
 
-def _open(profile: Profile, role: str, cache: Any, device: str | None, dtype: Any, *, weights: bool) -> ModelInfo:
+def _open(
+    profile: Profile,
+    role: str,
+    cache: Any,
+    device: str | None,
+    dtype: Any,
+    ensure_organism: EnsureOrganism | None,
+    *,
+    weights: bool,
+) -> ModelInfo:
     source = profile.source(role)
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
     what = f"loading the {role} model of profile {profile.name!r}"
     with friendly_errors(what):
         if profile.kind == "organism":
-            name, where, artifact, model, tokenizer = _load_organism(profile, cache, device, dtype, weights)
+            name, where, artifact, model, tokenizer = _load_organism(profile, cache, device, dtype, ensure_organism, weights)
         elif profile.kind == "gguf":
             name, where, artifact, model, tokenizer = _load_gguf(profile, role, source, device, dtype, cache, weights)
         elif profile.kind == "hub":
@@ -119,14 +138,14 @@ def _open(profile: Profile, role: str, cache: Any, device: str | None, dtype: An
 # -- the three kinds ------------------------------------------------------------
 
 
-def _load_organism(profile: Profile, cache: Any, device: str, dtype: Any, weights: bool) -> tuple[str, str, str, Any, Any]:
-    try:
-        from claimkit.organism.build import ensure_organism
-    except ImportError as exc:
+def _load_organism(
+    profile: Profile, cache: Any, device: str, dtype: Any, ensure_organism: EnsureOrganism | None, weights: bool
+) -> tuple[str, str, str, Any, Any]:
+    if ensure_organism is None:
         raise ModelLoadError(
-            f"profile {profile.name!r} needs claimkit.organism.build.ensure_organism, which could not be "
-            f"imported ({exc}); is claimkit installed completely?"
-        ) from exc
+            f"profile {profile.name!r} is an organism, which claimkit builds: pass "
+            f"ensure_organism=claimkit.organism.build.ensure_organism, or load it through claimkit.experiment.Experiment"
+        )
     if cache is None:
         from claimkit.cache import default_cache
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from claimkit.lm.train_config import TrainConfig
 from claimkit.toml_file import read_toml
 
 KINDS = ("organism", "gguf", "hub")
@@ -226,14 +227,11 @@ def _check_source(file: str, field_name: str, kind: str, role: str, source: Any)
 
 
 def _finetune_flags() -> tuple[str, ...]:
-    from claimkit.lm.finetune import TrainConfig
-
     return TrainConfig.flags()
 
 
 def _finetune_keys() -> tuple[str, ...]:
-    from claimkit.lm.finetune import TrainConfig  # the loop's knobs are the table's keys
-
+    """The loop's knobs are the table's keys."""
     return tuple(f for f in TrainConfig.__dataclass_fields__ if not f.startswith("lora_"))
 
 

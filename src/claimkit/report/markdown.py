@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from claimkit.provenance import describe_device
+from claimkit.provenance import describe_device, short_hash
 from claimkit.report import error_rates as rates
 from claimkit.report.history import Change
 from claimkit.report.json_report import RunDocument
 from claimkit.report.plots import Plot, PlotProblem
+from claimkit.report.revisions import SpecRevision
 from claimkit.verdict import Estimate, Outcome, Verdict
-
-if TYPE_CHECKING:  # revisions imports this module's short forms
-    from claimkit.report.revisions import SpecRevision
 
 
 # -- short text forms -----------------------------------------------------------
@@ -82,13 +80,6 @@ def changed_rule(verdict: Verdict) -> str:
     seen = verdict.preregistration.get("changed_after_result") or {}
     return (f"run {seen.get('run_id')} recorded {seen.get('outcome')} under claim hash "
             f"{short_hash(seen.get('claim_hash'))}; this verdict was decided under {short_hash(verdict.claim_hash)}")
-
-
-def short_hash(value: Any, digits: int = 12) -> str:
-    """"sha256:0123456789ab" of a "sha256:<64 hex>" hash: enough to tell two apart in a sentence."""
-    text = str(value)
-    algorithm, sep, digest = text.partition(":")
-    return f"{algorithm}:{digest[:digits]}" if sep else text[:digits]
 
 
 def commit_text(provenance: Mapping[str, Any]) -> str:

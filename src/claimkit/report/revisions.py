@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from claimkit.provenance import short_hash
 from claimkit.report.history import base_model_name, drifts, rule_changed
 from claimkit.report.json_report import RunDocument
-from claimkit.report.markdown import short_hash
 from claimkit.spec import ChangelogEntry, PaperSpec, SpecError, load_spec
 from claimkit.verdict import Verdict
 
