@@ -6,6 +6,7 @@
     claimkit preregister SPEC.toml
     claimkit calibrate SPEC.toml [--reps N] [--profile P ...] [--workers K]
     claimkit init SCAN --paper NAME [--prefix ID] [--root DIR]
+    claimkit rehearse paper --out DIR [--tiny] [--seed N]
 
 `report` says which papers' specs differ between the two runs (with what the newer
 spec's changelog says about each claim whose rule or verdict differs), re-renders a
@@ -161,7 +162,26 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
                       help="the repository to write into (default: the current directory)")
     init.set_defaults(handler=_init)
+
+    rehearse = commands.add_parser(
+        "rehearse", help="write random stand-ins for a profile's models and SAE, to rehearse its pipeline",
+        description="Write randomly initialised checkpoints with the exact architectures of the paper profile's "
+        "models (Llama-3.2-3B, Gemma-2-2B) and a random SAE in Gemma Scope's format (layer 20, width 16k), "
+        "each with a README.txt saying its weights are random: any verdict from them is meaningless.",
+    )
+    rehearse.add_argument("profile", choices=["paper"], help="the profile to rehearse")
+    rehearse.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write into")
+    rehearse.add_argument("--tiny", action="store_true", help="the same architectures scaled down (for tests)")
+    rehearse.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    rehearse.set_defaults(handler=_rehearse)
     return parser
+
+
+def _rehearse(args: argparse.Namespace) -> int:
+    from claimkit.rehearsal import rehearse_paper
+
+    print(rehearse_paper(args.out, tiny=args.tiny, seed=args.seed).describe())
+    return 0
 
 
 def _positive(text: str) -> int:

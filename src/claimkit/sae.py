@@ -8,7 +8,8 @@ and `load_sae` / `sae_for` dispatch on it:
   {release = ..., id = ...}   a pretrained SAE from sae-lens's registry (needs the
                               Hugging Face hub or its local cache); with
                               env = "VAR", $VAR may name a local directory instead
-  {path = ...}                an SAE saved in sae-lens's format (`save_sae`)
+  {path = ...}                an SAE saved in sae-lens's format (`save_sae`), or a
+                              Gemma Scope folder (params.npz, as the hub publishes it)
   {source = "train", ...}     trained by claimkit on the model's own activations
                               (`train_sae`), cached by `sae_for`
 
@@ -26,6 +27,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from claimkit.cache import ArtifactCache
 
 Architecture = Literal["topk", "standard"]
+GEMMA_SCOPE_PARAMS = "params.npz"  # the one file of each published Gemma Scope SAE
+GEMMA_SCOPE_REPO = r"gemma-scope-\d+b-(?:pt|it)-(?:res|mlp|att)"  # hub repos, e.g. gemma-scope-2b-pt-res
 
 
 class SAELoadError(ModelLoadError):
@@ -413,23 +417,104 @@ def save_sae(sae: Any, path: str | Path) -> Path:
     return path
 
 
-def load_sae_from_disk(path: str | Path, *, device: str = "cpu") -> Any:
-    """An SAE saved in sae-lens's format (`save_sae`, `SAE.save_model`) from directory `path`."""
+def load_sae_from_disk(path: str | Path, *, device: str = "cpu", hub: tuple[str, str] | None = None) -> Any:
+    """An SAE from directory `path`: sae-lens's format (`save_sae`), or Gemma Scope's `params.npz`.
+
+    A Gemma Scope folder is read as sae-lens reads it from the hub (`load_gemma_scope_from_disk`);
+    `hub` = (repo id, folder) says which SAE it is where `path` does not follow the hub's layout.
+    """
     _require_sae_lens("loading an SAE")
     from sae_lens import SAE
     from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
     path = Path(path).expanduser()
+    if (path / GEMMA_SCOPE_PARAMS).is_file() and not (path / SAE_CFG_FILENAME).is_file():
+        return load_gemma_scope_from_disk(path, device=device, hub=hub)
     missing = [name for name in (SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME) if not (path / name).is_file()]
     if missing:
         raise SAELoadError(
-            f"{path} is not an SAE saved in sae-lens's format (missing {', '.join(missing)}); make one with "
-            f"claimkit.sae.save_sae(sae, path) or sae.save_model(path)"
+            f"{path} is not an SAE saved in sae-lens's format (missing {', '.join(missing)}) nor a Gemma Scope "
+            f"folder (no {GEMMA_SCOPE_PARAMS}); make one with claimkit.sae.save_sae(sae, path) or sae.save_model(path)"
         )
     try:
         return SAE.load_from_disk(path, device=device).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise SAELoadError(f"could not read the SAE saved at {path}: {_first_line(exc)}") from exc
+
+
+def load_gemma_scope_from_disk(path: str | Path, *, device: str = "cpu", hub: tuple[str, str] | None = None) -> Any:
+    """A Gemma Scope SAE (a sae-lens JumpReLUSAE) from a local folder holding its `params.npz`.
+
+    Gemma Scope publishes each SAE as params.npz (W_enc [d_model, d_sae], W_dec
+    [d_sae, d_model], b_enc, b_dec, threshold) in `<repo>/layer_<L>/width_<W>/<variant>/`,
+    with no config: sae-lens builds the config from the repo and folder names
+    (`get_gemma_2_config_from_hf`: JumpReLU, hook blocks.<L>.hook_resid_post for
+    residual SAEs). The same is done here, with the hub download replaced by the local
+    file, so a downloaded folder loads exactly as `SAE.from_pretrained` would load it.
+    The repo and folder are read from `path` when it keeps the hub's layout (e.g.
+    /models/gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71), else from `hub`.
+    d_in and d_sae are the arrays' own shapes.
+    """
+    _require_sae_lens("loading a Gemma Scope SAE")
+    from sae_lens import SAE
+
+    path = Path(path).expanduser()
+    repo_id, folder = _gemma_scope_coordinates(path) or hub or ("", "")
+    if not re.search(GEMMA_SCOPE_REPO, repo_id) or not re.match(r"layer_\d+/|embedding", folder):
+        raise SAELoadError(
+            f"{path} holds a Gemma Scope {GEMMA_SCOPE_PARAMS} but its path does not say which SAE it is: keep the "
+            f"hub's layout (.../gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71/{GEMMA_SCOPE_PARAMS}) or "
+            f"name the SAE by release and id in the profile's [sae] table"
+        )
+    if "embedding" in folder:  # sae-lens rescales embedding SAEs by sqrt(d_model); not done here
+        raise SAELoadError(f"{path}: Gemma Scope embedding SAEs are not supported from disk; use the release")
+
+    def converter(directory: str | Path, device: str, cfg_overrides: dict[str, Any] | None) -> tuple[dict, dict]:
+        return _gemma_scope_components(Path(directory), repo_id, folder, device, cfg_overrides)
+
+    try:
+        return SAE.load_from_disk(path, device=device, converter=converter).eval()
+    except SAELoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise SAELoadError(f"could not read the Gemma Scope SAE at {path}: {_first_line(exc)}") from exc
+
+
+def _gemma_scope_components(
+    path: Path, repo_id: str, folder: str, device: str, cfg_overrides: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, "torch.Tensor"]]:
+    """(config, state dict) as sae-lens's `gemma_2_sae_huggingface_loader` makes them, from a local params.npz."""
+    import numpy as np
+    import torch
+    from sae_lens.loading.pretrained_sae_loaders import get_gemma_2_config_from_hf
+
+    state: dict[str, torch.Tensor] = {}
+    with np.load(path / GEMMA_SCOPE_PARAMS) as data:
+        for key in data:  # sae-lens's renaming: w_enc -> W_enc (the published files say W_enc already)
+            name = "W_" + key[2:] if key.startswith("w_") else key
+            state[name] = torch.tensor(data[key]).to(device=device, dtype=torch.float32)
+    required = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+    missing = [name for name in required if name not in state]
+    if missing:
+        raise SAELoadError(f"{path / GEMMA_SCOPE_PARAMS} lacks {', '.join(missing)}: not a Gemma Scope JumpReLU SAE")
+    scaling = state.pop("scaling_factor", None)
+    if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
+        raise SAELoadError(f"{path / GEMMA_SCOPE_PARAMS} has a fine-tuning scaling factor, which claimkit does not "
+                           f"apply; load this SAE through sae-lens's own release instead")
+    d_in, d_sae = state["W_enc"].shape
+    cfg = get_gemma_2_config_from_hf(repo_id, folder, device, cfg_overrides={**(cfg_overrides or {}),
+                                                                             "d_in": d_in, "d_sae": d_sae})  # fmt: skip
+    return cfg, state
+
+
+def _gemma_scope_coordinates(path: Path) -> tuple[str, str] | None:
+    """("google/<repo>", "layer_<L>/...") from a path in Gemma Scope's hub layout, or None."""
+    parts = path.resolve().parts
+    layer = next((i for i, part in enumerate(parts) if re.fullmatch(r"layer_\d+|embedding", part)), None)
+    if layer is None or layer == 0:
+        return None
+    repo = re.search(GEMMA_SCOPE_REPO, parts[layer - 1])
+    return (f"google/{repo.group(0)}", "/".join(parts[layer:])) if repo else None
 
 
 def load_pretrained_sae(
@@ -479,7 +564,9 @@ def load_sae(source: Mapping[str, Any], *, device: str = "cpu", converter: Any =
     """The SAE a profile's `[sae]` table names: {release, id[, env]} or {path}.
 
     With `env`, a set environment variable of that name wins over the release and
-    must name a local SAE directory in sae-lens's format. {source = "train"} SAEs
+    must name a local SAE directory: sae-lens's format, or a Gemma Scope folder
+    (params.npz; the release and id say which SAE it is where its path does not
+    keep the hub's layout). {source = "train"} SAEs
     need activations: use `sae_for` (cached) or `train_sae`.
     """
     if not isinstance(source, Mapping):
@@ -489,7 +576,8 @@ def load_sae(source: Mapping[str, Any], *, device: str = "cpu", converter: Any =
         local = Path(os.environ[env]).expanduser()
         if not local.is_dir():
             raise SAELoadError(f"${env} is set to {str(local)!r}, which is not a directory holding an SAE")
-        return load_sae_from_disk(local, device=device)
+        hub = _hub_coordinates(source) if (local / GEMMA_SCOPE_PARAMS).is_file() else None
+        return load_sae_from_disk(local, device=device, hub=hub)
     if "path" in source:
         return load_sae_from_disk(source["path"], device=device)
     if "release" in source and "id" in source:
@@ -497,6 +585,19 @@ def load_sae(source: Mapping[str, Any], *, device: str = "cpu", converter: Any =
     if source.get("source") == "train":
         raise ValueError("an SAE with source = 'train' is trained on activations: use claimkit.sae.sae_for")
     raise ValueError(f"an SAE source needs 'release' and 'id', or 'path', or source = 'train'; got {dict(source)!r}")
+
+
+def _hub_coordinates(source: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(repo id, folder) of a {release, id} source in sae-lens's registry; None without one."""
+    if "release" not in source or "id" not in source:
+        return None
+    _require_sae_lens("loading an SAE")
+    from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+
+    try:
+        return get_repo_id_and_folder_name(str(source["release"]), str(source["id"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def describe_source(source: Mapping[str, Any]) -> str:
