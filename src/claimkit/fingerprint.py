@@ -97,9 +97,9 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
         distributions=("gguf", "numpy", "tokenizers", "torch", "transformers"),
     ),
     # Experiment.adapter and CAFT's caft_adapter (which trains through interventions.project_out,
-    # hooked in by lm.activations.residual_hook).
+    # hooked in by lm.activations.residual_hook); a KL-regularised run adds lm.kl_regularised's term.
     "adapter": Recipe(
-        modules=(*_RUN_A_MODEL, "claimkit.interventions", "claimkit.lm.activations"),
+        modules=(*_RUN_A_MODEL, "claimkit.interventions", "claimkit.lm.activations", "claimkit.lm.kl_regularised"),
         distributions=_MODEL_LIBRARIES,
     ),
     # Experiment.samples and interventions' samples_with / caft_samples: the samplers, and the

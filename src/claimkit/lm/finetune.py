@@ -17,6 +17,12 @@ fails the step is redone eagerly and the rest of the run stays eager.
 the LoRA matmuls run in bf16 instead of on fp32 copies of every activation, while
 the LoRA weights, their gradients and AdamW's states stay fp32 (what peft trains).
 
+Two additions leave the plain run as it was (the same adapter for a seed): with
+`kl_weight` > 0 each step also backpropagates kl_weight * KL(P_base || P_finetuned)
+on a batch drawn from `regularise_on` (KLRegularisedLoss; the term is in
+claimkit.lm.kl_regularised), and `init_adapter` starts LoRA from a saved adapter
+(continued training) instead of peft's fresh init.
+
 The base model in `loaded` is never modified: training happens on a copy, so one
 loaded base can be fine-tuned for every condition and seed of a claim.
 """
@@ -35,6 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example
 from claimkit.lm.device import NotDeterministicError, deterministic_kernels, friendly_errors, warn_compile_failed
+from claimkit.lm.kl_regularised import adapter_kl, check_kl_weight
 from claimkit.lm.load import LoadedModel
 from claimkit.lm.train_config import TrainConfig
 
@@ -57,6 +64,7 @@ class FinetuneResult:
     losses: tuple[float, ...] = field(default=(), repr=False)  # one per step
     truncated: int = 0  # examples whose completion was cut at max_length
     dropped: int = 0  # examples whose prompt left no room for any completion token
+    kls: tuple[float, ...] = field(default=(), repr=False)  # KL(P_base || P_finetuned) per token, per step; () without kl_weight
 
 
 def finetune(
@@ -69,26 +77,43 @@ def finetune(
     full: bool = False,
     train_hooks: Callable[[Any], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,
+    kl_weight: float = 0.0,
+    regularise_on: Sequence[Example] = (),
+    init_adapter: str | Path | None = None,
 ) -> FinetuneResult:
     """Train on `examples` and save the adapter (or the full model) into `out_dir`.
 
     `train_hooks(model)` is entered around the training loop only (e.g. a residual
     hook that projects directions out, for CAFT); it is not saved with the model.
+    With `kl_weight` > 0 each step adds kl_weight * KL(P_base || P_finetuned) per
+    completion token on a batch of `regularise_on` (P_base: the model without the
+    adapter); the result's `kls` holds that KL per step. `init_adapter` continues
+    training a saved LoRA adapter, whose rank, alpha and target modules must be the
+    profile's.
     """
     import numpy as np
     import torch
     from tqdm.auto import tqdm
 
     cfg = TrainConfig.from_hparams(hparams)
+    kl_weight = check_kl_weight(kl_weight, bool(regularise_on))
+    on_gpu = str(loaded.device).startswith("cuda")
+    _check_combination(cfg, full, kl_weight, init_adapter, on_gpu)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, truncated, dropped = _encode_examples(loaded, examples, cfg.max_length)
     if not rows:
         raise ValueError(f"finetune: none of the {len(examples)} examples fits in max_length={cfg.max_length} tokens")
+    reg_rows = _encode_examples(loaded, regularise_on, cfg.max_length)[0] if kl_weight > 0 else []
+    if kl_weight > 0 and not reg_rows:
+        raise ValueError(f"finetune: none of the {len(regularise_on)} regularise_on examples fits in "
+                         f"max_length={cfg.max_length} tokens")  # fmt: skip
 
     torch.manual_seed(seed)
     order_rng = np.random.default_rng(seed)
     model = _trainable_copy(loaded, cfg, full)
+    if init_adapter is not None:
+        _load_adapter(model, Path(init_adapter), cfg, loaded.device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **_fused_on_cuda(params)
@@ -104,9 +129,13 @@ def finetune(
     hooks = train_hooks(model) if train_hooks is not None else contextlib.nullcontext()
     model.train()
     precision = mixed_precision(model, loaded.dtype, str(loaded.device)) if cfg.mixed_precision else contextlib.nullcontext
-    on_gpu = str(loaded.device).startswith("cuda")
-    loss_class = CompiledLoss if cfg.compile and on_gpu else EagerLoss
-    step_loss = loss_class(model, precision, deterministic=on_gpu)
+    if kl_weight > 0:
+        step_loss: EagerLoss = KLRegularisedLoss(model, precision, deterministic=on_gpu, weight=kl_weight, rows=reg_rows,
+                                                 batch_size=cfg.batch_size, rng=order_rng, pad_id=pad_id,
+                                                 device=loaded.device)  # fmt: skip
+    else:
+        loss_class = CompiledLoss if cfg.compile and on_gpu else EagerLoss
+        step_loss = loss_class(model, precision, deterministic=on_gpu)
     with friendly_errors(f"fine-tuning {loaded.name}"), hooks:
         for epoch in range(cfg.epochs):
             order = order_rng.permutation(len(rows))
@@ -132,6 +161,7 @@ def finetune(
     bar.close()
     model.eval()
     losses = [float(x) for x in torch.stack(losses).tolist()] if losses else []
+    kls = [float(x) for x in torch.stack(step_loss.kls).tolist()] if getattr(step_loss, "kls", None) else []
     seconds = time.perf_counter() - started
 
     _save(model, loaded, out_dir, full)
@@ -145,8 +175,11 @@ def finetune(
         losses=tuple(losses),
         truncated=truncated,
         dropped=dropped,
+        kls=tuple(kls),
     )
-    log = {"config": asdict(cfg), "seed": seed, "examples": len(examples), "base": loaded.name, **asdict(result)}
+    log = {"config": asdict(cfg), "seed": seed, "examples": len(examples), "base": loaded.name,
+           "kl_weight": kl_weight, "regularisation_examples": len(reg_rows),
+           "init_adapter": None if init_adapter is None else str(init_adapter), **asdict(result)}  # fmt: skip
     log["adapter_dir"] = str(out_dir)
     (out_dir / LOG_FILE).write_text(json.dumps(log, indent=2), encoding="utf-8")
     return result
@@ -240,6 +273,44 @@ class CompiledLoss(EagerLoss):
                 self.compiled = None
                 optimizer.zero_grad(set_to_none=True)
         return super().backward(input_ids, attention_mask, labels, optimizer)
+
+
+class KLRegularisedLoss(EagerLoss):
+    """EagerLoss's step, then `weight` * KL(P_base || P_finetuned) on a batch of other data, backpropagated too.
+
+    Each step draws its regularisation batch from `rows` with the run's Generator
+    (without replacement within the step, with replacement across steps), so the run
+    stays deterministic for a seed. The KL is backpropagated after the loss, not
+    summed with it: the gradients add up the same, and the two batches' activations
+    are never held at once. `kls` keeps each step's KL (0-d tensors on the device).
+    Eager only: `finetune` refuses compile = true with a KL term on a GPU.
+    """
+
+    def __init__(self, model: Any, precision: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 *, deterministic: bool = False, weight: float, rows: Sequence[tuple[list[int], int]], batch_size: int,
+                 rng: Any, pad_id: int, device: Any):  # fmt: skip
+        super().__init__(model, precision, deterministic=deterministic)
+        self.weight = weight
+        self.rows = rows
+        self.batch_size = min(batch_size, len(rows))
+        self.rng = rng
+        self.pad_id = pad_id
+        self.device = device
+        self.kls: list[Any] = []
+        self.regularise: tuple[Any, Any, Any] | None = None
+
+    def backward(self, input_ids: Any, attention_mask: Any, labels: Any, optimizer: Any) -> Any:
+        picks = self.rng.choice(len(self.rows), size=self.batch_size, replace=False)
+        self.regularise = _collate([self.rows[i] for i in picks], self.pad_id, self.device)
+        return super().backward(input_ids, attention_mask, labels, optimizer)
+
+    def _forward_backward(self, forward: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
+        loss = super()._forward_backward(forward, input_ids, attention_mask, labels)
+        with self.precision():
+            kl = adapter_kl(self.model, *self.regularise)
+        (self.weight * kl).backward()
+        self.kls.append(kl.detach())  # after backward: a step redone without deterministic kernels records once
+        return loss
 
 
 def load_finetuned(loaded: LoadedModel, adapter_dir: str | Path, *, merge: bool = True) -> LoadedModel:
@@ -350,6 +421,50 @@ def _trainable_copy(loaded: LoadedModel, cfg: TrainConfig, full: bool) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(base, lora)
+
+
+def _check_combination(cfg: TrainConfig, full: bool, kl_weight: float, init_adapter: Any, on_gpu: bool) -> None:
+    """Refuse the option pairs the loop does not do, saying what to change."""
+    if kl_weight > 0 and full:
+        raise ValueError("finetune: kl_weight > 0 compares the model with and without its LoRA adapter, and full=True "
+                         "trains no adapter; fine-tune with LoRA (full=False) or set kl_weight = 0")  # fmt: skip
+    if kl_weight > 0 and cfg.compile and on_gpu:
+        raise ValueError("finetune: compile = true does not combine with a KL term (kl_weight > 0): the base pass runs "
+                         "with the adapter switched off, which the compiled step does not cover; set compile = false "
+                         "in the profile's [finetune] table for this run")  # fmt: skip
+    if init_adapter is not None and full:
+        raise ValueError(f"finetune: init_adapter ({init_adapter}) continues a LoRA adapter, and full=True trains all "
+                         "weights; fine-tune with LoRA (full=False), or load the full model as the base instead")  # fmt: skip
+
+
+def _load_adapter(model: Any, adapter_dir: Path, cfg: TrainConfig, device: Any) -> None:
+    """Overwrite the fresh LoRA weights of `model` with those saved in `adapter_dir` (continued training).
+
+    The fresh init is drawn first and then replaced, so the run's later random draws
+    (LoRA dropout) are those of a fresh run with the same seed.
+    """
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    config_file = adapter_dir / ADAPTER_CONFIG
+    if not config_file.is_file():
+        raise FileNotFoundError(f"finetune: init_adapter {adapter_dir} holds no LoRA adapter ({ADAPTER_CONFIG}); pass "
+                                "the adapter_dir of an earlier finetune run")  # fmt: skip
+    saved = json.loads(config_file.read_text(encoding="utf-8"))
+    targets = saved.get("target_modules")
+    found = {"r": saved.get("r"), "alpha": saved.get("lora_alpha"),
+             "target_modules": sorted(targets) if isinstance(targets, list) else targets}  # fmt: skip
+    wanted = {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "target_modules": sorted(cfg.lora_target_modules)}
+    differ = [k for k in wanted if found[k] != wanted[k]]  # 8 == 8.0: an int alpha matches a float one
+    if differ:
+        detail = "; ".join(f"{k}: adapter {found[k]!r}, profile {wanted[k]!r}" for k in differ)
+        raise ValueError(f"finetune: init_adapter {adapter_dir} was trained with another LoRA config ({detail}); "
+                         "continue it with the profile's [lora] table set to the adapter's, or start fresh")  # fmt: skip
+    result = set_peft_model_state_dict(model, load_peft_weights(str(adapter_dir), device=str(device)))
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or missing:
+        raise ValueError(f"finetune: init_adapter {adapter_dir} does not fit this model: "
+                         f"{len(missing)} LoRA weight(s) missing (e.g. {missing[:2]}), {len(result.unexpected_keys)} "
+                         f"unexpected (e.g. {result.unexpected_keys[:2]}); was it trained on another base model?")  # fmt: skip
 
 
 def _save(model: Any, loaded: LoadedModel, out_dir: Path, full: bool) -> None:
