@@ -166,6 +166,7 @@ title = "The training took"
 title = "A beats B"
 scan_claim = "A beats B."
 requires = ["trains"]
+analog = "A and B as two toy arms, not the paper's models."
 [claims.k-1.rule]
 alpha = 0.05
 """
@@ -209,8 +210,11 @@ def test_a_failed_manipulation_check_reports_not_tested_not_a_verdict_of_the_cla
     assert verdicts["test_failed"]["checks"]["trains"]["passed"] is False
     assert verdicts["test_passed"]["outcome"] == "supported"
     assert verdicts["test_passed"]["checks"]["trains"]["numbers"] == {"per_seed": [0.3]}
+    assert verdicts["test_failed"]["evidence"]["extra"]["analog"] == "A and B as two toy arms, not the paper's models."
     report = (project.path / "out" / "latest" / "report.md").read_text()
     assert "NOT TESTED" in report
+    assert "**Measured as:** A and B as two toy arms" in report  # what was measured, though nothing was decided
+    assert "<b>Measured as:</b> A and B as two toy arms" in (project.path / "out" / "latest" / "report.html").read_text()
 
 
 # -- fail-on --------------------------------------------------------------------

@@ -167,6 +167,8 @@ class ClaimRecorder:
         evidence = decision.evidence
         if not evidence.paper_values:  # the spec's numbers, so every verdict shows what the paper said
             evidence = dataclasses.replace(evidence, paper_values=_numbers_only(self._spec.paper_values))
+        if self._spec.analog and "analog" not in evidence.extra:  # what was measured, also when nothing was decided
+            evidence = dataclasses.replace(evidence, extra={**evidence.extra, "analog": self._spec.analog})
         return Verdict(
             claim_id=self._spec.id,
             paper=self._paper_spec.paper,

@@ -166,6 +166,7 @@ def _verdict_section(index: int, verdict: Verdict, plots: Sequence[Plot], proble
         f"<h3>{escape(verdict.claim_id)} &middot; {escape(verdict.profile)} &middot; {_outcome(verdict)}</h3>",
         f"<blockquote>{escape(verdict.scan_claim)}</blockquote>",
         f"<p><b>Why:</b> {escape(verdict.reason)}</p>",
+        *([f"<p><b>Measured as:</b> {escape(str(ev.extra['analog']))}</p>"] if ev.extra.get("analog") else []),
         "<ul>",
     ]
     facts = [

@@ -258,6 +258,8 @@ def _verdict_section(verdict: Verdict, plots: Sequence[Plot], problems: Sequence
     ev = verdict.evidence
     out = [f"### {verdict.claim_id} · {verdict.profile} · {verdict.outcome.value.upper()}", ""]
     out += [f"> {verdict.scan_claim}", "", f"**Why:** {verdict.reason}", ""]
+    if ev.extra.get("analog"):
+        out += [f"**Measured as:** {ev.extra['analog']}", ""]
     facts = [
         ("paper", verdict.paper),
         ("parent claim", verdict.parent),
