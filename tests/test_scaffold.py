@@ -122,7 +122,8 @@ def test_a_rule_written_into_a_draft_is_validated(root):
         load_spec(path)
 
 
-def test_generated_tests_run_and_skip_as_not_operationalised(root, pytester):
+def scaffolded_project(root, pytester) -> None:
+    """The scaffold of the EM scan copied into a pytester project with one CPU profile."""
     assert init(root) == 0
     for item in ("claims", "fixtures"):
         shutil.copytree(root / item, pytester.path / item)
@@ -130,19 +131,17 @@ def test_generated_tests_run_and_skip_as_not_operationalised(root, pytester):
     (pytester.path / "fixtures" / "profiles" / "cpu.toml").write_text("needs_gpu = false\n")
     pytester.makeini("[pytest]\nclaimkit_specs = fixtures/claims\nclaimkit_profiles_dir = fixtures/profiles\n"
                      "claimkit_no_report = true\n")
+
+
+def test_generated_tests_run_and_skip_as_not_operationalised(root, pytester):
+    scaffolded_project(root, pytester)
     result = pytester.runpytest_subprocess("claims/emergent_misalignment", "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=7)
     result.stdout.fnmatch_lines(["*em-1 is not operationalised yet*"])
 
 
 def test_deciding_a_draft_claim_is_a_usage_error(root, pytester):
-    assert init(root) == 0
-    for item in ("claims", "fixtures"):
-        shutil.copytree(root / item, pytester.path / item)
-    (pytester.path / "fixtures" / "profiles").mkdir()
-    (pytester.path / "fixtures" / "profiles" / "cpu.toml").write_text("needs_gpu = false\n")
-    pytester.makeini("[pytest]\nclaimkit_specs = fixtures/claims\nclaimkit_profiles_dir = fixtures/profiles\n"
-                     "claimkit_no_report = true\n")
+    scaffolded_project(root, pytester)
     test = next((pytester.path / "claims" / "emergent_misalignment").glob("test_claim1_*.py"))
     test.write_text(
         "import pytest\n"

@@ -83,8 +83,18 @@ class VectorResult:
 
     @property
     def final_loss(self) -> float:
-        tail = self.losses[-max(1, len(self.losses) // 10):]
-        return float(sum(tail) / len(tail))
+        return _tail_mean(self.losses)
+
+    @property
+    def final_kl(self) -> float | None:
+        """The KL term at the end of training (None without a kl_weight)."""
+        return _tail_mean(self.kls) if self.kls else None
+
+
+def _tail_mean(values: Sequence[float]) -> float:
+    """The mean of the last tenth of a per-step series: where training ended, less one step's noise."""
+    tail = values[-max(1, len(values) // 10):]
+    return float(sum(tail) / len(tail))
 
 
 def train_vector(

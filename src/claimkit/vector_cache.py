@@ -74,7 +74,7 @@ def cached_vector(
                               init=None if init is None else init.vector, progress=experiment.progress)
         np.save(out / VECTOR_FILE, result.vector.numpy().astype(np.float32))
         record = {"steps": result.steps, "seconds": result.seconds, "first_loss": result.losses[0],
-                  "final_loss": result.final_loss, "final_kl": _tail_mean(result.kls)}
+                  "final_loss": result.final_loss, "final_kl": result.final_kl}
         (out / RECORD_FILE).write_text(json.dumps(record, indent=2))
 
     where = experiment.cache.get_or_build("vector", parts, build,
@@ -84,9 +84,3 @@ def cached_vector(
                          seconds=float(record["seconds"]), first_loss=float(record["first_loss"]),
                          final_loss=float(record["final_loss"]), final_kl=record["final_kl"], entry=where.name)
 
-
-def _tail_mean(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    tail = values[-max(1, len(values) // 10):]
-    return float(sum(tail) / len(tail))
