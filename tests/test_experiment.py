@@ -142,3 +142,26 @@ def test_a_tokenizer_with_another_eos_does_not_reuse_adapters(experiment, tmp_pa
     tokenizer.eos_token = other  # what transformers 5.17 does to SmolLM2's GGUF tokenizer
     assert experiment.adapter(arm) != first
     assert count_builds(tmp_path / "cache", "adapter") == 2
+
+
+def test_system_prompts_sampled_together_come_back_per_prompt_in_task_order(experiment, monkeypatch):
+    """One sampling call for all the system prompts (one cache entry), split back per prompt."""
+    import importlib
+
+    sample_module = importlib.import_module("claimkit.lm.sample")
+    calls = []
+    real = sample_module.sample
+
+    def counting(loaded, prompts, **kw):
+        calls.append(list(prompts))
+        return real(loaded, prompts, **kw)
+
+    monkeypatch.setattr(sample_module, "sample", counting)
+    arm = Arm("L0", EXAMPLES, seed=1)
+    systems = ["Be careful.", "Write secure code."]
+    found = experiment.samples_under_systems(arm, TASKS, systems)
+    assert len(calls) == 1 and len(calls[0]) == len(systems) * len(TASKS)
+    assert all("Be careful." in p for p in calls[0][: len(TASKS)]) and all("Write secure code." in p for p in calls[0][len(TASKS):])
+    assert [f.system for f in found] == systems and all(f.tasks == tuple(TASKS) for f in found)
+    assert experiment.samples_under_systems(arm, TASKS, systems) == found and len(calls) == 1  # cached
+    assert experiment.samples_under_systems(arm, TASKS, []) == []

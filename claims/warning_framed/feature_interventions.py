@@ -379,8 +379,9 @@ def build_prompting(experiment: Experiment, *, n: int, seeds: Sequence[int], rul
         arms = seed_arms(experiment.profile.name, seed)
         rows["no prompt"].append(experiment.samples(arms["L1"], tasks))
         rows["filler"].append(experiment.samples(arms["filler"], tasks))
-        for v in variants:
-            rows[v.name].append(experiment.samples(arms["L1"], tasks, system=v.system))
+        prompted = experiment.samples_under_systems(arms["L1"], tasks, [v.system for v in variants])
+        for v, found in zip(variants, prompted):
+            rows[v.name].append(found)
     return Prompting(experiment.profile.name, tuple(seeds), {k: target_rows(experiment, v) for k, v in rows.items()},
                      tuple(variants), experiment.profile.format_for(experiment.role))
 

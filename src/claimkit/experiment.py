@@ -220,6 +220,47 @@ class Experiment:
         )
 
 
+    def samples_under_systems(self, arm: Arm, tasks: Sequence[str], systems: Sequence[str]) -> list[ArmSamples]:
+        """`samples(arm, tasks, system=s)` for every s in `systems`, drawn in one sampling call (cached as one).
+
+        One call loads the fine-tuned model and sets up the sampler once for all the
+        system prompts, and fills batches across them; its draws differ from those of
+        separate calls (other batches, other batch seeds), so it has its own cache entry.
+        """
+        if not systems:
+            return []
+        sampling = dict(self.profile.sampling)
+        adapter = self.adapter(arm)
+        parts = {**self.model_parts(adapter), "tasks": tasks_hash(tasks), "n": len(tasks),
+                 "systems": list(systems), "sampling": sampling, "seed": arm.seed}
+
+        def build(out: Path) -> None:
+            from claimkit.lm.sample import sample
+
+            loaded = self.model(arm)
+            prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system)
+                       for system in systems for task in tasks]
+            generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress, **self.profile.sampling_options())
+            with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
+                for i, gen in enumerate(generations):
+                    row = {"system": i // len(tasks), "task": tasks[i % len(tasks)], "text": gen.text,
+                           "finished": gen.finished, "new_tokens": gen.n_new_tokens}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            (out / "model.json").write_text(json.dumps({"model": loaded.name}))
+
+        where = self.cache.get_or_build("samples", parts, build,
+                                        description=f"{self.profile.name} {arm.name} seed {arm.seed} samples under {len(systems)} system prompts")
+        rows = [json.loads(line) for line in (where / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+        model = json.loads((where / "model.json").read_text())["model"]
+        found = []
+        for k, system in enumerate(systems):
+            mine = [r for r in rows if r["system"] == k]
+            found.append(ArmSamples(arm=arm.name, seed=arm.seed, model=model, tasks=tuple(r["task"] for r in mine),
+                                    texts=tuple(r["text"] for r in mine), finished=tuple(r["finished"] for r in mine),
+                                    new_tokens=tuple(r["new_tokens"] for r in mine), system=system))
+        return found
+
+
 def worker_order(items: Sequence[Any]) -> list[Any]:
     """`items` rotated by this xdist worker's index, so workers build different artifacts first.
 
