@@ -165,3 +165,25 @@ def test_system_prompts_sampled_together_come_back_per_prompt_in_task_order(expe
     assert [f.system for f in found] == systems and all(f.tasks == tuple(TASKS) for f in found)
     assert experiment.samples_under_systems(arm, TASKS, systems) == found and len(calls) == 1  # cached
     assert experiment.samples_under_systems(arm, TASKS, []) == []
+
+
+def test_kl_regularised_and_continued_arms_are_their_own_adapters(experiment):
+    """The KL term, its data, a starting adapter and the epochs are in the key only when set."""
+    import dataclasses
+
+    plain = Arm("L0", EXAMPLES, seed=1)
+    regularised = dataclasses.replace(plain, kl_weight=5.0, regularise_on=EXAMPLES[:3])
+    other_data = dataclasses.replace(regularised, regularise_on=EXAMPLES[3:6])
+    continued = Arm("continued", EXAMPLES, seed=1, init=regularised, epochs=1)
+    dirs = [experiment.adapter(a) for a in (plain, regularised, other_data, continued)]
+    assert len({d.parent.name for d in dirs}) == 4
+    record = json.loads((dirs[1].parent / "finetune.json").read_text())
+    assert record["final_kl"] >= 0.0
+    assert json.loads((dirs[3].parent / "finetune.json").read_text())["steps"] == 2  # 8 examples, batch 4, one epoch
+    assert json.loads((dirs[3] / "finetune.json").read_text())["init_adapter"] == str(dirs[1])
+    assert experiment.adapter(dataclasses.replace(plain)) == dirs[0]  # the plain arm's key is unchanged
+
+
+def test_an_arm_cannot_start_from_the_base_model(experiment):
+    with pytest.raises(ValueError, match="no adapter to start from"):
+        experiment.adapter(Arm("continued", EXAMPLES, seed=1, init=Arm("base", (), seed=1)))

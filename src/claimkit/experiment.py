@@ -28,11 +28,21 @@ SAMPLES_FILE = "samples.jsonl"
 
 @dataclass(frozen=True)
 class Arm:
-    """One model to evaluate: `examples` fine-tune the base model (none: the base itself)."""
+    """One model to evaluate: `examples` fine-tune the base model (none: the base itself).
+
+    The optional fields ask for a KL-regularised fine-tune (`kl_weight` * KL(P_base ||
+    P_finetuned) on `regularise_on`), for training on from another arm's adapter
+    (`init`), or for another number of epochs than the profile's; each is part of the
+    adapter's cache key only when set, so plain arms keep the keys they always had.
+    """
 
     name: str
     examples: tuple[Example, ...]
     seed: int
+    kl_weight: float = 0.0
+    regularise_on: tuple[Example, ...] = ()
+    init: "Arm | None" = None
+    epochs: int | None = None
 
     @property
     def data_hash(self) -> str:
@@ -136,17 +146,28 @@ class Experiment:
         from claimkit.lm.finetune import finetune
 
         hparams = self.profile.finetune_hparams()
+        if arm.epochs is not None:
+            hparams = {**hparams, "epochs": int(arm.epochs)}
         parts = {**self.base_parts(), "hparams": hparams, "data": arm.data_hash, "n": len(arm.examples), "seed": arm.seed}
+        if arm.kl_weight:
+            parts |= {"kl_weight": float(arm.kl_weight), "regularise_on": examples_hash(arm.regularise_on),
+                      "n_regularise": len(arm.regularise_on)}
+        init = self.adapter(arm.init) if arm.init is not None else None
+        if arm.init is not None:
+            if init is None:
+                raise ValueError(f"arm {arm.name!r}: its init arm {arm.init.name!r} has no examples, so no adapter to start from")
+            parts["init"] = init.parent.name
 
         def build(out: Path) -> None:
-            result = finetune(self.base, arm.examples, hparams=hparams, seed=arm.seed, out_dir=out / "adapter", progress=self.progress)
-            (out / "finetune.json").write_text(
-                json.dumps(
-                    {"steps": result.steps, "final_loss": result.final_loss, "seconds": result.seconds,
-                     "tokens": result.tokens, "truncated": result.truncated, "dropped": result.dropped},
-                    indent=2,
-                )
-            )
+            result = finetune(self.base, arm.examples, hparams=hparams, seed=arm.seed, out_dir=out / "adapter",
+                              progress=self.progress, kl_weight=float(arm.kl_weight), regularise_on=arm.regularise_on,
+                              init_adapter=init)
+            record = {"steps": result.steps, "final_loss": result.final_loss, "seconds": result.seconds,
+                      "tokens": result.tokens, "truncated": result.truncated, "dropped": result.dropped}
+            if result.kls:  # the last epoch's mean, as final_loss
+                last_epoch = result.kls[-max(1, len(result.kls) // int(hparams["epochs"])):]
+                record["final_kl"] = float(sum(last_epoch) / len(last_epoch))
+            (out / "finetune.json").write_text(json.dumps(record, indent=2))
 
         return self.cache.get_or_build("adapter", parts, build, description=f"{self.profile.name} {arm.name} seed {arm.seed} fine-tune") / "adapter"
 
