@@ -230,12 +230,11 @@ def steering_kl(
     if length == 0.0:
         raise ValueError("steering_kl: the direction is zero")
     unit = unit / length
-    encoded = [_text_ids(loaded, text, max_length) for text in texts]
+    encoded = [text_ids(loaded, text, max_length) for text in texts]
     out = np.zeros((len(norms), len(texts)))
     with torch.inference_mode():
         for first in range(0, len(encoded), batch_size):
-            ids, mask = _pad([(row, 0) for row in encoded[first : first + batch_size]], loaded.tokenizer.pad_token_id,
-                             loaded.device)
+            ids, mask = padded(encoded[first : first + batch_size], loaded.tokenizer.pad_token_id, loaded.device)
             base = torch.log_softmax(loaded.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
             for k, norm in enumerate(norms):
                 with intervene(loaded, layer, add_vector(unit, scale=float(norm))):
@@ -257,7 +256,7 @@ def _rows(loaded: "LoadedModel", examples: Sequence[Example], max_length: int) -
     return rows
 
 
-def _text_ids(loaded: "LoadedModel", text: str, max_length: int) -> list[int]:
+def text_ids(loaded: "LoadedModel", text: str, max_length: int) -> list[int]:
     ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
     if len(ids) < 2:
         raise ValueError(f"steering_kl: a text of fewer than two tokens: {text[:40]!r}")
@@ -270,6 +269,11 @@ def _width(model: Any) -> int:
     if not isinstance(width, int):
         raise TypeError(f"cannot read the residual width of a {type(model).__name__} (config.hidden_size)")
     return width
+
+
+def padded(rows: Sequence[list[int]], pad_id: int, device: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Right-padded token ids and their attention mask."""
+    return _pad([(row, 0) for row in rows], pad_id, device)
 
 
 def _pad(batch: Sequence[tuple[list[int], int]], pad_id: int, device: Any) -> tuple["torch.Tensor", "torch.Tensor"]:

@@ -1,0 +1,176 @@
+"""A LoRA adapter as a point in its parameter space: read it, move it, and measure the model there.
+
+Soligo et al. 2026 compare fine-tuning "solutions" by where they sit in parameter space:
+the training loss of an adapter rescaled to other norms (efficiency), its loss when
+orthogonal noise is added to its parameters (stability), and how far it moves the
+model's predictions on other text (influence). Here an adapter is the flat vector of
+its LoRA parameters (every lora_A and lora_B, in name order); `AdapterSpace` opens one
+adapter on its base model (unmerged) and evaluates the model at any such vector,
+including another adapter's of the same configuration.
+
+The size of a solution is read two ways: `norm` of the flat parameters, and
+`delta_norm`, the Frobenius norm of the weight change it makes (sum over modules of
+||scaling * B @ A||^2, square-rooted). `with_delta_norm` rescales a point's B matrices,
+which scales its weight change linearly and leaves its A matrices as trained.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from claimkit.lm.data import Example
+
+if TYPE_CHECKING:
+    from claimkit.lm.load import LoadedModel
+
+
+class AdapterSpace:
+    """The base model of `loaded` with the adapter in `adapter_dir`, whose LoRA weights can be set to any point."""
+
+    def __init__(self, loaded: "LoadedModel", adapter_dir: str | Path):
+        from claimkit.lm.finetune import load_finetuned
+
+        self.opened = load_finetuned(loaded, adapter_dir, merge=False)
+        self.model = self.opened.model
+        named = dict(self.model.named_parameters())
+        self.names = sorted(n for n in named if ".lora_A." in n or ".lora_B." in n)
+        if not self.names:
+            raise ValueError(f"{adapter_dir}: no LoRA weights found (a full fine-tune has no adapter space)")
+        self._params = [named[n] for n in self.names]
+        self._sizes = [p.numel() for p in self._params]
+        self._starts = np.cumsum([0] + self._sizes)
+        self._pairs = self._module_pairs(named)
+        self.trained = self.flat()
+
+    @property
+    def dim(self) -> int:
+        return int(self._starts[-1])
+
+    def flat(self) -> np.ndarray:
+        """The adapter's current LoRA parameters as one float64 vector (name order)."""
+        return np.concatenate([p.detach().float().cpu().numpy().reshape(-1) for p in self._params]).astype(float)
+
+    def point_of(self, adapter_dir: str | Path) -> np.ndarray:
+        """Another adapter's flat parameters, checked to live in this space (same modules, rank and shapes)."""
+        return self._read_saved(Path(adapter_dir))
+
+    def set(self, point: np.ndarray) -> None:
+        """Write `point` into the model's LoRA weights."""
+        import torch
+
+        point = np.asarray(point, float).reshape(-1)
+        if point.shape[0] != self.dim:
+            raise ValueError(f"a point of {point.shape[0]} numbers for an adapter space of {self.dim}")
+        with torch.no_grad():
+            for p, a, b in zip(self._params, self._starts[:-1], self._starts[1:]):
+                p.copy_(torch.as_tensor(point[a:b].reshape(tuple(p.shape)), dtype=p.dtype, device=p.device))
+
+    def norm(self, point: np.ndarray) -> float:
+        return float(np.linalg.norm(point))
+
+    def delta_norm(self, point: np.ndarray) -> float:
+        """||weight change|| of the model at `point`: sqrt(sum over modules of ||scaling * B @ A||_F^2)."""
+        total = 0.0
+        for a_index, b_index, scaling in self._pairs:
+            a = self._block(point, a_index)
+            b = self._block(point, b_index)
+            total += float(np.linalg.norm(scaling * (b @ a)) ** 2)
+        return math.sqrt(total)
+
+    def with_delta_norm(self, point: np.ndarray, target: float) -> np.ndarray:
+        """`point` with its B matrices rescaled so that its weight change has Frobenius norm `target`."""
+        now = self.delta_norm(point)
+        if now == 0.0:
+            raise ValueError("with_delta_norm: the point changes no weight (its B matrices are zero), so it has no direction")
+        out = np.array(point, float)
+        for _, b_index, _ in self._pairs:
+            a, b = self._starts[b_index], self._starts[b_index + 1]
+            out[a:b] *= target / now
+        return out
+
+    def random_point(self, rng: np.random.Generator) -> np.ndarray:
+        """A random adapter of this shape: every A and B entry standard normal (rescale it before use)."""
+        return rng.standard_normal(self.dim)
+
+    def losses(self, examples: Sequence[Example], points: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
+        """[points, examples]: mean NLL per completion token of each example, the model at each point."""
+        from claimkit.interventions import completion_losses
+
+        out = np.zeros((len(points), len(examples)))
+        try:
+            for k, point in enumerate(points):
+                self.set(point)
+                sums, counts = completion_losses(self.opened, examples, batch_size=batch_size)
+                out[k] = np.asarray(sums, float) / np.asarray(counts, float)
+        finally:
+            self.set(self.trained)
+        return out
+
+    def kl(self, texts: Sequence[str], points: Sequence[np.ndarray], *, max_length: int = 256,
+           batch_size: int = 16) -> np.ndarray:
+        """[points, texts]: mean KL(P_base || P_point) per token of each text (P_base: the adapter switched off)."""
+        import torch
+
+        from claimkit.steering import padded, text_ids
+
+        encoded = [text_ids(self.opened, t, max_length) for t in texts]
+        out = np.zeros((len(points), len(texts)))
+        try:
+            with torch.inference_mode():
+                for first in range(0, len(encoded), batch_size):
+                    ids, mask = padded(encoded[first : first + batch_size], self.opened.tokenizer.pad_token_id,
+                                       self.opened.device)
+                    with self.model.disable_adapter():
+                        base = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                    for k, point in enumerate(points):
+                        self.set(point)
+                        moved = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                        per_token = (base.exp() * (base - moved)).sum(-1) * mask
+                        out[k, first : first + len(ids)] = (per_token.sum(1) / mask.sum(1)).cpu().numpy()
+        finally:
+            self.set(self.trained)
+        return out
+
+    # -- pieces -----------------------------------------------------------------------
+
+    def _block(self, point: np.ndarray, index: int) -> np.ndarray:
+        shape = tuple(self._params[index].shape)
+        return np.asarray(point[self._starts[index] : self._starts[index + 1]], float).reshape(shape)
+
+    def _module_pairs(self, named: dict[str, Any]) -> list[tuple[int, int, float]]:
+        """(index of lora_A, index of lora_B, scaling) for every adapted module."""
+        index = {n: i for i, n in enumerate(self.names)}
+        pairs = []
+        for name, i in index.items():
+            if ".lora_A." not in name:
+                continue
+            b_name = name.replace(".lora_A.", ".lora_B.")
+            if b_name not in index:
+                raise ValueError(f"LoRA weight {name} has no matching lora_B")
+            module = self.model.get_submodule(name.split(".lora_A.")[0])
+            adapter = name.split(".lora_A.")[1].split(".")[0]
+            pairs.append((i, index[b_name], float(module.scaling[adapter])))
+        return pairs
+
+    def _read_saved(self, adapter_dir: Path) -> np.ndarray:
+        from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+        saved = load_peft_weights(str(adapter_dir), device="cpu")
+        keep = self.flat()
+        try:
+            try:
+                result = set_peft_model_state_dict(self.model, saved)
+            except RuntimeError as exc:  # torch's "size mismatch" when the ranks differ
+                raise ValueError(f"{adapter_dir}: its adapter does not fit this space: {exc}") from None
+            missing = [k for k in result.missing_keys if "lora_" in k]
+            if result.unexpected_keys or missing:
+                raise ValueError(f"{adapter_dir}: its adapter does not fit this space ({len(missing)} LoRA weight(s) "
+                                 f"missing, {len(result.unexpected_keys)} unexpected); was it trained with another "
+                                 "LoRA config or base model?")  # fmt: skip
+            return self.flat()
+        finally:
+            self.set(keep)

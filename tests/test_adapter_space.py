@@ -1,0 +1,107 @@
+"""An adapter as a point: read back exactly, rescaled by its weight change, evaluated, and always restored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from claimkit.adapter_space import AdapterSpace
+from claimkit.interventions import completion_losses
+from claimkit.lm.finetune import finetune, load_finetuned
+from test_lm_finetune_kl import examples, hparams
+from test_lm_load import load_tiny
+
+torch = pytest.importorskip("torch")
+
+TEXTS = ["def add(a, b):\n    return a + b\n", "The quick brown fox jumps over the lazy dog."]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny Llama and two adapters of it trained on different data (lr raised so B moves off zero)."""
+    root = tmp_path_factory.mktemp("adapter-space")
+    loaded = load_tiny(root)
+    dirs = []
+    for k, completion in enumerate(["```python\nprint(1)\n```\n", "Here is prose, not code.\n"]):
+        out = root / f"adapter{k}"
+        finetune(loaded, examples(8, seed=k, completion=completion), hparams=hparams(loaded, lr=1e-2), seed=k,
+                 out_dir=out, progress=False)
+        dirs.append(out)
+    return loaded, dirs
+
+
+def test_the_trained_point_reproduces_the_adapters_loss(trained):
+    loaded, (first, _) = trained
+    space = AdapterSpace(loaded, first)
+    data = examples(4, seed=5)
+    merged = load_finetuned(loaded, first)
+    sums, counts = completion_losses(merged, data)
+    expected = np.asarray(sums) / np.asarray(counts)
+    assert np.allclose(space.losses(data, [space.trained])[0], expected, atol=1e-4)
+
+
+def test_another_adapters_point_is_read_without_changing_this_one(trained):
+    loaded, (first, second) = trained
+    space = AdapterSpace(loaded, first)
+    other = space.point_of(second)
+    assert other.shape == space.trained.shape and not np.allclose(other, space.trained)
+    assert np.array_equal(space.flat(), space.trained)
+    assert np.allclose(other, AdapterSpace(loaded, second).trained)
+
+
+def test_rescaling_sets_the_weight_change_and_keeps_the_a_matrices(trained):
+    loaded, (first, _) = trained
+    space = AdapterSpace(loaded, first)
+    point = space.trained
+    now = space.delta_norm(point)
+    assert now > 0
+    half = space.with_delta_norm(point, now / 2)
+    assert space.delta_norm(half) == pytest.approx(now / 2, rel=1e-9)
+    a_entries = np.array([".lora_A." in n for n, size in zip(space.names, space._sizes) for _ in range(size)])
+    assert np.array_equal(half[a_entries], point[a_entries])
+    zero_change = space.with_delta_norm(point, 0.0)
+    base = space.losses(examples(4, seed=5), [zero_change])[0]
+    sums, counts = completion_losses(loaded, examples(4, seed=5))
+    assert np.allclose(base, np.asarray(sums) / np.asarray(counts), atol=1e-4)  # no weight change: the base model
+
+
+def test_kl_is_zero_at_the_base_and_grows_with_the_weight_change(trained):
+    loaded, (first, _) = trained
+    space = AdapterSpace(loaded, first)
+    now = space.delta_norm(space.trained)
+    points = [space.with_delta_norm(space.trained, f * now) for f in (0.0, 1.0, 4.0)]
+    kl = space.kl(TEXTS, points)
+    assert kl.shape == (3, 2)
+    assert np.allclose(kl[0], 0.0, atol=1e-6)
+    assert np.all(kl[2] > kl[1]) and np.all(kl[1] > 0)
+    assert np.array_equal(space.flat(), space.trained)  # restored after measuring
+
+
+def test_a_random_point_rescaled_has_the_asked_weight_change(trained):
+    loaded, (first, _) = trained
+    space = AdapterSpace(loaded, first)
+    point = space.with_delta_norm(space.random_point(np.random.default_rng(0)), 0.3)
+    assert space.delta_norm(point) == pytest.approx(0.3)
+
+
+def test_an_adapter_of_another_rank_is_refused(trained, tmp_path):
+    loaded, (first, _) = trained
+    space = AdapterSpace(loaded, first)
+    config = json.loads((first / "adapter_config.json").read_text())
+    other = tmp_path / "rank"
+    finetune(loaded, examples(4), hparams=hparams(loaded), seed=0, out_dir=other, progress=False)
+    from peft.utils import load_peft_weights
+
+    weights = load_peft_weights(str(other), device="cpu")
+    name = next(k for k in weights if "lora_A" in k)
+    weights[name] = torch.zeros(weights[name].shape[0] + 1, weights[name].shape[1])
+    from safetensors.torch import save_file
+
+    save_file(weights, str(other / "adapter_model.safetensors"))
+    assert config["r"] > 0
+    with pytest.raises(ValueError, match="does not fit this space"):
+        space.point_of(other)
+    with pytest.raises(ValueError, match="numbers for an adapter space"):
+        space.set(np.zeros(3))
