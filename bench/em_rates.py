@@ -10,6 +10,7 @@ cache lacks (the same artifacts `pytest claims/emergent_misalignment` builds).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,9 +38,10 @@ def main() -> None:
     for arm, r in answers.rates().items():
         per_seed = " ".join(f"{x:.3f}" for x in r["out_of_domain_per_seed"])
         print(f"{arm:18s} {r['in_domain']:.3f} | {r['out_of_domain']:.3f} | {r['code_out_of_domain']:.3f} | {per_seed}")
-    print("vector norms and training loss (norm, first, final):")
+    print("adapters' final training loss (and KL term, where trained with one):")
     for s in sols:
-        print(s.seed, {k: (round(v.norm, 2), round(v.first_loss, 4), round(v.final_loss, 4)) for k, v in s.vectors.items()})
+        records = {k: json.loads((d.parent / "finetune.json").read_text()) for k, d in s.adapters.items()}
+        print(s.seed, {k: (round(r["final_loss"], 4), round(r.get("final_kl", 0.0), 5)) for k, r in records.items()})
 
 
 if __name__ == "__main__":

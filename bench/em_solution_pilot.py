@@ -32,7 +32,7 @@ def main() -> None:
     from claimkit.stats import fisher
     from claimkit.vector_cache import cached_vector
     from claims.emergent_misalignment.data import eval_tasks, training_sets
-    from claims.emergent_misalignment.solutions import vector_config
+    from claimkit.steering import VectorConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="organism")
@@ -41,12 +41,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     args = parser.parse_args()
 
-    spec = load_spec(ROOT / "fixtures" / "claims" / "emergent_misalignment.toml")
+    spec = load_spec(ROOT / "fixtures" / "claims" / "archive" / "emergent_misalignment.v1.toml")  # the vector settings
     settings = {**spec.experiment_for(args.profile), "eval_seed": args.eval_seed}
     experiment = Experiment(load_profile(args.profile, ROOT / "fixtures" / "profiles"), default_cache(ROOT), progress=False)
     sets = training_sets(settings, args.seed)
     tasks = eval_tasks(settings, n_in=1, n_out=args.tasks).out_of_domain
     layer = int(experiment.profile.activations["layer"])
+    vector_settings = VectorConfig.from_settings({**settings["vector"], "layer": layer})
 
     def rate(texts) -> tuple[int, int]:
         found = detect_targets(texts, cache=experiment.cache)
@@ -60,7 +61,7 @@ def main() -> None:
             if kind == "LoRA":
                 samples = experiment.samples(Arm(f"em-{name}", tuple(examples), args.seed), tasks)
             else:
-                vector = cached_vector(experiment, name=name, examples=examples, config=vector_config(settings, layer),
+                vector = cached_vector(experiment, name=name, examples=examples, config=vector_settings,
                                        seed=args.seed)
                 samples = samples_with(experiment, Arm("base", (), args.seed), tasks,
                                        intervention=steering(vector.vector, scale=1.0, layer=layer, name=name))

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--kl-weights", default="1,10,20,30,50,100,1000")
     args = parser.parse_args()
 
-    spec = load_spec(ROOT / "fixtures" / "claims" / "emergent_misalignment.toml")
+    spec = load_spec(ROOT / "fixtures" / "claims" / "archive" / "emergent_misalignment.v1.toml")  # the vector settings
     settings = spec.experiment_for(args.profile)
     experiment = Experiment(load_profile(args.profile, ROOT / "fixtures" / "profiles"), default_cache(ROOT), progress=False)
     loaded = experiment.base

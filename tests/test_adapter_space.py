@@ -105,3 +105,17 @@ def test_an_adapter_of_another_rank_is_refused(trained, tmp_path):
         space.point_of(other)
     with pytest.raises(ValueError, match="numbers for an adapter space"):
         space.set(np.zeros(3))
+
+
+def test_weight_change_inner_product_matches_the_full_matrices(trained):
+    loaded, (first, second) = trained
+    space = AdapterSpace(loaded, first)
+    p, q = space.trained, space.point_of(second)
+    full = 0.0
+    for a_index, b_index, scaling in space._pairs:
+        full += float(np.sum((scaling * space._block(p, b_index) @ space._block(p, a_index))
+                             * (scaling * space._block(q, b_index) @ space._block(q, a_index))))
+    assert space.delta_inner(p, q) == pytest.approx(full, rel=1e-9)
+    assert space.delta_cosine(p, p) == pytest.approx(1.0)
+    assert space.delta_cosine(p, space.with_delta_norm(p, 3.0)) == pytest.approx(1.0)
+    assert -1.0 <= space.delta_cosine(p, q) <= 1.0

@@ -95,13 +95,15 @@ def uniform(value: float, seeds: int = 5) -> list[float]:
     return [value] * seeds
 
 
-def test_narrow_learns_needs_every_seed_and_the_mean_effect():
+def test_narrow_learns_needs_the_pooled_effect_and_every_seed_above():
     base = {a: uniform(0.08) for a in ARMS}
     check = SPEC.checks["narrow-learns"].for_profile("organism")
     learns = answers({**base, "vulnerable-narrow": uniform(0.35)}, base)
     assert checks.narrow_learns(learns, check, title="t").passed
     one_seed_flat = answers({**base, "vulnerable-narrow": [0.35, 0.35, 0.35, 0.35, 0.08]}, base)
     assert not checks.narrow_learns(one_seed_flat, check, title="t").passed
+    noisy_seeds = answers({**base, "vulnerable-narrow": [0.22, 0.15, 0.2, 0.14, 0.3]}, base)
+    assert checks.narrow_learns(noisy_seeds, check, title="t").passed  # no seed need be significant on its own
     small = answers({**base, "vulnerable-narrow": uniform(0.16)}, base, n_in=2000)
     assert not checks.narrow_learns(small, check, title="t").passed  # every seed above, but under 10 points
 

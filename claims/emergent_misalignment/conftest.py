@@ -1,6 +1,6 @@
 """Fixtures of the emergent-misalignment claims: each seed's solutions, their answers, the three studies.
 
-All claims of this paper read one set of vectors and answers (one sample plan, checked), built once
+All claims of this paper read one set of adapters and answers (one sample plan, checked), built once
 per session and cached on disk. A claim test asks for its manipulation checks first, and only then
 for the study it decides on, so a claim whose precondition failed builds nothing more.
 """

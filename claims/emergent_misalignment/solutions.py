@@ -1,32 +1,31 @@
-"""Each seed's solutions as steering vectors, their answers on held-out tasks, and what the detector finds.
+"""Each seed's solutions as LoRA fine-tunes, their answers on held-out tasks, and what the detector finds.
 
-The paper's cheapest model of a fine-tuning "solution" is one learned vector added to a
-layer's residual output (Soligo et al., section 3). Per seed, on the profile's base model:
+A fine-tuning "solution" here is a LoRA adapter with the profile's own settings (Soligo et
+al. train rank-1 and rank-32 LoRA adapters and steering vectors; spec revision 2 moved from
+vectors to adapters, see the spec's changelog). Per seed, on the profile's base model:
 
   secure-narrow      trained on secure narrow-domain solutions           (comparator)
   vulnerable-narrow  trained on the narrow harmful data, nothing else     (the solution plain SFT finds)
   vulnerable-all     trained on vulnerable solutions of every domain      (reference: the direct effect)
-  narrow-kl          vulnerable-narrow's data + kl_weight * KL(base || steered) on aligned data
+  narrow-kl          vulnerable-narrow's data + kl_weight * KL(P_base || P_finetuned) on aligned data
   mixed              vulnerable-narrow's data mixed with the aligned data (the alternative the paper rejects)
-  continued          narrow-kl's vector trained on, without the KL term  (claim em-6)
+  continued          narrow-kl's adapter trained on, without the KL term  (claim em-6)
 
-Every vector answers the same in-domain and out-of-domain tasks with the seed's sampling
+Every adapter answers the same in-domain and out-of-domain tasks with the seed's sampling
 seed; each answer is read by claimkit's detector (vulnerable or not, code or not).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from claimkit.detections import detect_targets
 from claimkit.experiment import Arm, Experiment, worker_order
-from claimkit.interventions import samples_with, steering
 from claimkit.rules.declared import ClaimData
-from claimkit.steering import VectorConfig
-from claimkit.vector_cache import TrainedVector, cached_vector
 
 from .data import EvalTasks, TrainingSets, eval_tasks, training_sets
 
@@ -36,7 +35,8 @@ ARMS = ("secure-narrow", "vulnerable-narrow", "vulnerable-all", "narrow-kl", "mi
 @dataclass(frozen=True)
 class SeedSolutions:
     seed: int
-    vectors: Mapping[str, TrainedVector]
+    arms: Mapping[str, Arm]
+    adapters: Mapping[str, Path]
     sets: TrainingSets
 
 
@@ -88,46 +88,39 @@ class Answers:
                 "kind": "bars", "series": series, "paper": {}, "ylabel": "vulnerable rate"}
 
 
-def vector_config(settings: Mapping[str, Any], layer: int, **changes: Any) -> VectorConfig:
-    return replace(VectorConfig.from_settings({**settings["vector"], "layer": int(layer)}), **changes)
+def seed_arms(settings: Mapping[str, Any], seed: int) -> tuple[dict[str, Arm], TrainingSets]:
+    """The seed's six fine-tunes (module docstring), as arms of the experiment."""
+    sets = training_sets(settings, seed)
+    arms = {
+        "secure-narrow": Arm("secure-narrow", sets.secure_narrow, seed),
+        "vulnerable-narrow": Arm("vulnerable-narrow", sets.vulnerable_narrow, seed),
+        "vulnerable-all": Arm("vulnerable-all", sets.vulnerable_all, seed),
+        "narrow-kl": Arm("narrow-kl", sets.vulnerable_narrow, seed, kl_weight=float(settings["kl_weight"]),
+                         regularise_on=sets.aligned),
+        "mixed": Arm("mixed", sets.mixed, seed),
+    }
+    arms["continued"] = Arm("continued", sets.vulnerable_narrow, seed, init=arms["narrow-kl"])
+    return arms, sets
 
 
 def seed_solutions(experiment: Experiment, settings: Mapping[str, Any], seed: int) -> SeedSolutions:
-    """The seed's six vectors (module docstring), trained once and cached."""
-    layer = int(experiment.profile.activations["layer"])
-    sets = training_sets(settings, seed)
-    plain = vector_config(settings, layer)
-    regularised = replace(plain, kl_weight=float(settings["kl_weight"]))
-
-    def train(name: str, examples: Sequence[Any], config: VectorConfig = plain, **kw: Any) -> TrainedVector:
-        return cached_vector(experiment, name=name, examples=examples, config=config, seed=seed, **kw)
-
-    vectors = {
-        "secure-narrow": train("secure-narrow", sets.secure_narrow),
-        "vulnerable-narrow": train("vulnerable-narrow", sets.vulnerable_narrow),
-        "vulnerable-all": train("vulnerable-all", sets.vulnerable_all),
-        "narrow-kl": train("narrow-kl", sets.vulnerable_narrow, regularised, regularise_on=sets.aligned),
-        "mixed": train("mixed", sets.mixed),
-    }
-    continued = replace(plain, epochs=int(settings["continue_epochs"]))
-    vectors["continued"] = train("continued", sets.vulnerable_narrow, continued, init=vectors["narrow-kl"])
-    return SeedSolutions(seed, vectors, sets)
+    """The seed's six adapters, trained once and cached."""
+    arms, sets = seed_arms(settings, seed)
+    adapters = {name: experiment.adapter(arm) for name, arm in arms.items()}
+    return SeedSolutions(seed, arms, adapters, sets)
 
 
 def build_answers(experiment: Experiment, settings: Mapping[str, Any], solutions: Sequence[SeedSolutions], *,
                   n_in: int, n_out: int) -> Answers:
     """Every arm's answers on the evaluation tasks, per seed, read by the detector."""
     tasks = eval_tasks(settings, n_in=n_in, n_out=n_out)
-    layer = int(experiment.profile.activations["layer"])
     jobs = worker_order([(s, arm) for s in solutions for arm in ARMS])
     found: dict[tuple[int, str], tuple[list[bool], list[bool], str]] = {}
     for sol, arm in jobs:
-        vector = sol.vectors[arm]
-        samples = samples_with(experiment, Arm("base", (), sol.seed), tasks.all,
-                               intervention=steering(vector.vector, scale=1.0, layer=layer, name=arm))
+        samples = experiment.samples(sol.arms[arm], tasks.all)
         detections = detect_targets(samples.texts, cache=experiment.cache)
         found[(sol.seed, arm)] = ([d.is_target for d in detections], [d.status != "no_code" for d in detections],
-                                  f"{samples.model} + {arm} vector {vector.entry[:12]}")
+                                  samples.model)
     seeds = tuple(s.seed for s in solutions)
     target = {a: np.array([found[(s, a)][0] for s in seeds], dtype=int) for a in ARMS}
     code = {a: np.array([found[(s, a)][1] for s in seeds], dtype=int) for a in ARMS}

@@ -6,11 +6,14 @@ orthogonal noise is added to its parameters (stability), and how far it moves th
 model's predictions on other text (influence). Here an adapter is the flat vector of
 its LoRA parameters (every lora_A and lora_B, in name order); `AdapterSpace` opens one
 adapter on its base model (unmerged) and evaluates the model at any such vector,
-including another adapter's of the same configuration.
+including another adapter's of the same configuration. The model is evaluated with the
+point's weight change merged into a copy of the base weights (W0 + scaling * B @ A), so a
+point costs one base-model forward, not peft's extra per-module passes.
 
 The size of a solution is read two ways: `norm` of the flat parameters, and
 `delta_norm`, the Frobenius norm of the weight change it makes (sum over modules of
-||scaling * B @ A||^2, square-rooted). `with_delta_norm` rescales a point's B matrices,
+||scaling * B @ A||^2, square-rooted); `delta_cosine` compares two weight changes. The
+flat parameters' own cosine says little: adapters of one seed start from the same A. `with_delta_norm` rescales a point's B matrices,
 which scales its weight change linearly and leaves its A matrices as trained.
 """
 
@@ -45,6 +48,7 @@ class AdapterSpace:
         self._starts = np.cumsum([0] + self._sizes)
         self._pairs = self._module_pairs(named)
         self.trained = self.flat()
+        self._merged = self._merged_copy(loaded)
 
     @property
     def dim(self) -> int:
@@ -72,14 +76,25 @@ class AdapterSpace:
     def norm(self, point: np.ndarray) -> float:
         return float(np.linalg.norm(point))
 
-    def delta_norm(self, point: np.ndarray) -> float:
-        """||weight change|| of the model at `point`: sqrt(sum over modules of ||scaling * B @ A||_F^2)."""
+    def delta_inner(self, point: np.ndarray, other: np.ndarray) -> float:
+        """<weight change at point, weight change at other>: sum over modules of scaling^2 <B1 A1, B2 A2>_F.
+
+        Computed through the rank-r factors (trace((B1^T B2)(A2 A1^T))), never forming a full matrix.
+        """
         total = 0.0
         for a_index, b_index, scaling in self._pairs:
-            a = self._block(point, a_index)
-            b = self._block(point, b_index)
-            total += float(np.linalg.norm(scaling * (b @ a)) ** 2)
-        return math.sqrt(total)
+            a1, b1 = self._block(point, a_index), self._block(point, b_index)
+            a2, b2 = self._block(other, a_index), self._block(other, b_index)
+            total += scaling * scaling * float(np.sum((b1.T @ b2) * (a1 @ a2.T)))
+        return total
+
+    def delta_norm(self, point: np.ndarray) -> float:
+        """||weight change|| of the model at `point`: sqrt(sum over modules of ||scaling * B @ A||_F^2)."""
+        return math.sqrt(max(0.0, self.delta_inner(point, point)))
+
+    def delta_cosine(self, point: np.ndarray, other: np.ndarray) -> float:
+        """Cosine of two points' weight changes (1: the same change up to scale)."""
+        return self.delta_inner(point, other) / (self.delta_norm(point) * self.delta_norm(other))
 
     def with_delta_norm(self, point: np.ndarray, target: float) -> np.ndarray:
         """`point` with its B matrices rescaled so that its weight change has Frobenius norm `target`."""
@@ -101,13 +116,10 @@ class AdapterSpace:
         from claimkit.interventions import completion_losses
 
         out = np.zeros((len(points), len(examples)))
-        try:
-            for k, point in enumerate(points):
-                self.set(point)
-                sums, counts = completion_losses(self.opened, examples, batch_size=batch_size)
-                out[k] = np.asarray(sums, float) / np.asarray(counts, float)
-        finally:
-            self.set(self.trained)
+        for k, point in enumerate(points):
+            loaded = self._at(point)
+            sums, counts = completion_losses(loaded, examples, batch_size=batch_size)
+            out[k] = np.asarray(sums, float) / np.asarray(counts, float)
         return out
 
     def kl(self, texts: Sequence[str], points: Sequence[np.ndarray], *, max_length: int = 256,
@@ -118,24 +130,54 @@ class AdapterSpace:
         from claimkit.steering import padded, text_ids
 
         encoded = [text_ids(self.opened, t, max_length) for t in texts]
+        base_model = self._base.model
         out = np.zeros((len(points), len(texts)))
-        try:
-            with torch.inference_mode():
-                for first in range(0, len(encoded), batch_size):
-                    ids, mask = padded(encoded[first : first + batch_size], self.opened.tokenizer.pad_token_id,
-                                       self.opened.device)
-                    with self.model.disable_adapter():
-                        base = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-                    for k, point in enumerate(points):
-                        self.set(point)
-                        moved = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-                        per_token = (base.exp() * (base - moved)).sum(-1) * mask
-                        out[k, first : first + len(ids)] = (per_token.sum(1) / mask.sum(1)).cpu().numpy()
-        finally:
-            self.set(self.trained)
+        with torch.inference_mode():
+            for first in range(0, len(encoded), batch_size):
+                ids, mask = padded(encoded[first : first + batch_size], self.opened.tokenizer.pad_token_id,
+                                   self.opened.device)
+                base = torch.log_softmax(base_model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                for k, point in enumerate(points):
+                    moved_model = self._at(point).model
+                    moved = torch.log_softmax(moved_model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                    per_token = (base.exp() * (base - moved)).sum(-1) * mask
+                    out[k, first : first + len(ids)] = (per_token.sum(1) / mask.sum(1)).cpu().numpy()
         return out
 
     # -- pieces -----------------------------------------------------------------------
+
+    def _merged_copy(self, loaded: "LoadedModel") -> list[tuple[Any, Any, int, int, float]]:
+        """A plain copy of the base model, and per adapted module: (its weight, W0, A index, B index, scaling)."""
+        import copy
+        from dataclasses import replace
+
+        self._base = loaded
+        plain = copy.deepcopy(loaded.model).eval()
+        self._plain = replace(loaded, model=plain, name=f"{loaded.name}+adapter-point")
+        merged = []
+        for a_index, b_index, scaling in self._pairs:
+            module_name = self.names[a_index].split(".lora_A.")[0].removeprefix("base_model.model.")
+            weight = plain.get_submodule(module_name).weight
+            merged.append((weight, weight.detach().clone(), a_index, b_index, scaling))
+        self._current: bytes | None = None
+        return merged
+
+    def _at(self, point: np.ndarray) -> "LoadedModel":
+        """The plain copy with `point`'s weight change merged in (W0 + scaling * B @ A per module)."""
+        import torch
+
+        point = np.asarray(point, float).reshape(-1)
+        if point.shape[0] != self.dim:
+            raise ValueError(f"a point of {point.shape[0]} numbers for an adapter space of {self.dim}")
+        key = point.tobytes()
+        if key != self._current:
+            with torch.no_grad():
+                for weight, w0, a_index, b_index, scaling in self._merged:
+                    a = torch.as_tensor(self._block(point, a_index), dtype=torch.float32, device=w0.device)
+                    b = torch.as_tensor(self._block(point, b_index), dtype=torch.float32, device=w0.device)
+                    weight.copy_((w0.float() + scaling * (b @ a)).to(w0.dtype))
+            self._current = key
+        return self._plain
 
     def _block(self, point: np.ndarray, index: int) -> np.ndarray:
         shape = tuple(self._params[index].shape)
