@@ -14,6 +14,10 @@ alone (so not from any comparison a claim makes): of the paper's range (epsilon 
 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1), the levels at which its mean relative loss increase
 (L_pert - L) / (L_base - L) over 3 noise draws is between 0.05 and 1: below, noise does nothing to
 compare; above, the adapter is worse than no adapter and the ratio measures the noise, not the solution.
+The noise is on the B matrices (AdapterSpace.perturb_b, spec version 3); version 2 put it on every LoRA
+parameter, and `--noise-on all` reproduces that pilot. With noise on B no level of the first grid
+qualified (0.036 at 0.5, 1.04 at 1), so 0.6, 0.7, 0.8 and 0.9 were added, inside the paper's range, with
+the criterion unchanged.
 
     python bench/em_lora_pilot.py [--profile organism] [--seed 99]
 """
@@ -46,6 +50,7 @@ def main() -> None:
     parser.add_argument("--profile", default="organism")
     parser.add_argument("--seed", type=int, default=99)
     parser.add_argument("--kl-weights", default="1,3,10,30,100,300,1000")
+    parser.add_argument("--noise-on", choices=("b", "all"), default="b", help="LoRA parameters the stability noise moves")
     args = parser.parse_args()
 
     spec = load_spec(ROOT / "fixtures" / "claims" / "emergent_misalignment.toml")
@@ -90,10 +95,10 @@ def main() -> None:
     if chosen is None and fallback is not None:
         print(f"no weight keeps half the reduction with a tenth of the KL; fallback: {fallback[0]:g}")
     print(f"chosen kl_weight: {chosen if chosen is not None else (fallback[0] if fallback else None)}")
-    stability_levels(loaded, hparams, sets, args.seed)
+    stability_levels(loaded, hparams, sets, args.seed, args.noise_on)
 
 
-def stability_levels(loaded, hparams, sets, seed: int) -> None:
+def stability_levels(loaded, hparams, sets, seed: int, noise_on: str) -> None:
     import numpy as np
 
     from claimkit.adapter_space import AdapterSpace
@@ -106,10 +111,11 @@ def stability_levels(loaded, hparams, sets, seed: int) -> None:
         space = AdapterSpace(loaded, tmp)
         x = space.trained
         base, trained = space.losses(examples, [space.with_delta_norm(x, 0.0), x]).mean(axis=1)
-        print(f"\nstability of the unregularised adapter: base loss {base:.4f}, trained {trained:.4f}")
+        print(f"\nstability of the unregularised adapter, noise on {noise_on}: base loss {base:.4f}, trained {trained:.4f}")
         kept = []
-        for e in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
-            moved = [orthogonal_noise(x, e, np.random.default_rng([seed, j])) for j in range(3)]
+        for e in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+            moved = [space.perturb_b(x, e, np.random.default_rng([seed, j])) if noise_on == "b"
+                     else orthogonal_noise(x, e, np.random.default_rng([seed, j])) for j in range(3)]
             rel = (space.losses(examples, moved).mean(axis=1) - trained) / (base - trained)
             print(f"  epsilon {e:g}: relative loss increase {rel.mean():.3f} (draws {', '.join(f'{r:.3f}' for r in rel)})")
             if 0.05 <= rel.mean() <= 1.0:

@@ -119,3 +119,16 @@ def test_weight_change_inner_product_matches_the_full_matrices(trained):
     assert space.delta_cosine(p, p) == pytest.approx(1.0)
     assert space.delta_cosine(p, space.with_delta_norm(p, 3.0)) == pytest.approx(1.0)
     assert -1.0 <= space.delta_cosine(p, q) <= 1.0
+
+
+def test_noise_on_b_keeps_a_and_the_norm_of_b(trained):
+    loaded, (first, _) = trained
+    space = AdapterSpace(loaded, first)
+    point = space.trained
+    mask = space.b_entries
+    moved = space.perturb_b(point, 0.5, np.random.default_rng(0))
+    assert np.array_equal(moved[~mask], point[~mask])
+    assert np.linalg.norm(moved[mask]) == pytest.approx(np.linalg.norm(point[mask]))
+    cos = moved[mask] @ point[mask] / np.linalg.norm(point[mask]) ** 2
+    assert cos == pytest.approx(np.sqrt(1 - 0.25))
+    assert np.array_equal(space.perturb_b(point, 0.0, np.random.default_rng(0)), point)

@@ -10,8 +10,9 @@ across seeds (claimkit.rules.groups):
               narrow adapter's own loss reduction. Positive: the general solution reaches lower loss
               at matched norm.
   stability   per noise draw (epsilon x noise seed): relative loss increase of the narrow adapter minus
-              the general one's, (L_pert - L) / (L_base - L), the noise orthogonal to the adapter's flat
-              LoRA parameters and of their norm (the paper's perturbation of "the finetuned adapters").
+              the general one's, (L_pert - L) / (L_base - L), the noise orthogonal to the adapter's B
+              matrices and of their norm (the paper's perturbation, on the part of the adapter the weight
+              change is linear in; spec version 3).
               Positive: the narrow solution degrades faster.
   influence   per pre-training document: mean KL(P_base || P_adapter) per token with each solution
               rescaled to the same weight-change norms (general, narrow, and the mean over random
@@ -28,7 +29,6 @@ import numpy as np
 from claimkit.adapter_space import AdapterSpace
 from claimkit.experiment import Experiment
 from claimkit.rules.declared import ClaimData
-from claimkit.steering import orthogonal_noise
 
 from .solutions import SeedSolutions
 
@@ -83,7 +83,7 @@ def stability(experiment: Experiment, solutions: Sequence[SeedSolutions], settin
         base = float(np.mean(space.losses(examples, [space.with_delta_norm(general, 0.0)])))
         increase: dict[str, np.ndarray] = {}
         for arm, x in ((GENERAL, general), (NARROW, narrow)):
-            moved = [orthogonal_noise(x, e, np.random.default_rng([sol.seed, j, int(round(e * 1000))]))
+            moved = [space.perturb_b(x, e, np.random.default_rng([sol.seed, j, int(round(e * 1000))]))
                      for e in epsilons for j in range(draws)]
             trained = float(np.mean(space.losses(examples, [x])))
             perturbed = space.losses(examples, moved).mean(axis=1)

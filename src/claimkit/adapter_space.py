@@ -107,6 +107,28 @@ class AdapterSpace:
             out[a:b] *= target / now
         return out
 
+    @property
+    def b_entries(self) -> np.ndarray:
+        """A boolean mask of the flat vector: True on the entries of lora_B matrices."""
+        mask = np.zeros(self.dim, bool)
+        for _, b_index, _ in self._pairs:
+            mask[self._starts[b_index] : self._starts[b_index + 1]] = True
+        return mask
+
+    def perturb_b(self, point: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        """`point` with the paper's orthogonal noise (claimkit.steering.orthogonal_noise) on its B matrices only.
+
+        B starts at zero and A at a random init, so the flat parameters' norm is mostly A's
+        init: noise scaled to it is about the same for every adapter of a seed. The weight
+        change is linear in B, so noise scaled to B's norm is scaled to the solution itself.
+        """
+        from claimkit.steering import orthogonal_noise
+
+        mask = self.b_entries
+        out = np.array(point, float)
+        out[mask] = orthogonal_noise(out[mask], epsilon, rng)
+        return out
+
     def random_point(self, rng: np.random.Generator) -> np.ndarray:
         """A random adapter of this shape: every A and B entry standard normal (rescale it before use)."""
         return rng.standard_normal(self.dim)
