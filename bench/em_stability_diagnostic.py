@@ -4,7 +4,7 @@ Claim em-4 decides on the relative loss increase (L_pert - L) / (L_base - L). Th
 between two adapters only because their gains (L_base - L) differ, if the noise does the same
 absolute damage to both. This prints, per seed, each adapter's B norm, weight-change norm, gain,
 absolute and relative loss increase, for the noise of spec version 2 (every LoRA parameter, epsilon
-0.5, 10 draws) or of version 3 (B matrices, epsilon 0.6-0.9, 3 draws each). It found version 2's
+0.5, 10 draws) or of the spec's [experiment.stability] (version 3: B matrices, epsilon 0.6-0.9, 3 draws each). It found version 2's
 defect: the same absolute damage for both adapters (reports/organism-em-20261207-v3/README.md).
 Reads the adapters of a finished run from the cache.
 
@@ -50,9 +50,10 @@ def main() -> None:
         for name, x in (("general", general), ("narrow", narrow)):
             trained = float(space.losses(examples, [x]).mean())
             if args.noise == "b":
-                moved = [space.perturb_b(x, e, np.random.default_rng([seed, j, int(round(e * 1000))]))
-                         for e in (0.6, 0.7, 0.8, 0.9) for j in range(3)]
-            else:
+                plan = settings["stability"]
+                moved = measures.stability_points(space, x, [float(e) for e in plan["epsilons"]],
+                                                  int(plan["noise_seeds"]), seed)
+            else:  # version 2's noise, reproduced as it was
                 moved = [orthogonal_noise(x, 0.5, np.random.default_rng([seed, j, 500])) for j in range(10)]
             increase = space.losses(examples, moved).mean(axis=1) - trained
             row.append(f"{name}: |B| {np.linalg.norm(x[space.b_entries]):.3f} weight change {space.delta_norm(x):.3f} "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -89,7 +87,6 @@ def test_a_random_point_rescaled_has_the_asked_weight_change(trained):
 def test_an_adapter_of_another_rank_is_refused(trained, tmp_path):
     loaded, (first, _) = trained
     space = AdapterSpace(loaded, first)
-    config = json.loads((first / "adapter_config.json").read_text())
     other = tmp_path / "rank"
     finetune(loaded, examples(4), hparams=hparams(loaded), seed=0, out_dir=other, progress=False)
     from peft.utils import load_peft_weights
@@ -100,8 +97,7 @@ def test_an_adapter_of_another_rank_is_refused(trained, tmp_path):
     from safetensors.torch import save_file
 
     save_file(weights, str(other / "adapter_model.safetensors"))
-    assert config["r"] > 0
-    with pytest.raises(ValueError, match="does not fit this space"):
+    with pytest.raises(ValueError, match="does not fit this model"):
         space.point_of(other)
     with pytest.raises(ValueError, match="numbers for an adapter space"):
         space.set(np.zeros(3))

@@ -156,7 +156,7 @@ class FakeBuilders:
             self.finetunes += 1
             Path(out_dir).mkdir(parents=True)
             (Path(out_dir) / "adapter_model.safetensors").write_bytes(b"fake weights")
-            return SimpleNamespace(steps=1, final_loss=0.0, seconds=0.0, tokens=1, truncated=0, dropped=0, kls=())
+            return SimpleNamespace(steps=1, final_loss=0.0, seconds=0.0, tokens=1, truncated=0, dropped=0, kls=(), final_kl=None)
 
         def sample(loaded, prompts, **_):
             self.samplings += 1

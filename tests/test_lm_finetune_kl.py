@@ -84,7 +84,7 @@ def test_default_arguments_train_the_adapter_the_code_before_the_kl_feature_trai
     if found != RECORDED_WITH:  # other kernels give other bits: the constants say nothing about this code then
         pytest.skip(f"the constants were recorded with {RECORDED_WITH}; this environment has {found}")
     result = finetune(loaded, examples(8), hparams=hparams(loaded), seed=0, out_dir=tmp_path, progress=False)
-    assert result.losses == LOSSES_BEFORE_KL and result.kls == ()
+    assert result.losses == LOSSES_BEFORE_KL and result.kls == () and result.final_kl is None
     assert adapter_sha256(tmp_path) == ADAPTER_BEFORE_KL
 
 
@@ -100,6 +100,7 @@ def test_the_kl_is_recorded_per_step_zero_at_the_fresh_init_and_positive_after(l
     assert result.kls[0] == pytest.approx(0.0, abs=1e-6)  # peft's fresh LoRA B is zero: the adapter is the identity
     assert all(kl > 0 for kl in result.kls[1:])
     assert runs[1].kls == result.kls and runs[1].losses == result.losses  # the draws are seeded
+    assert result.final_kl == pytest.approx(np.mean(result.kls[2:]))  # the last epoch's mean (2 epochs of 2 steps), as final_loss
     assert adapter_sha256(tmp_path / "run0") != ADAPTER_BEFORE_KL
 
 

@@ -83,8 +83,7 @@ def stability(experiment: Experiment, solutions: Sequence[SeedSolutions], settin
         base = float(np.mean(space.losses(examples, [space.with_delta_norm(general, 0.0)])))
         increase: dict[str, np.ndarray] = {}
         for arm, x in ((GENERAL, general), (NARROW, narrow)):
-            moved = [space.perturb_b(x, e, np.random.default_rng([sol.seed, j, int(round(e * 1000))]))
-                     for e in epsilons for j in range(draws)]
+            moved = stability_points(space, x, epsilons, draws, sol.seed)
             trained = float(np.mean(space.losses(examples, [x])))
             perturbed = space.losses(examples, moved).mean(axis=1)
             increase[arm] = (perturbed - trained) / (base - trained)
@@ -94,6 +93,13 @@ def stability(experiment: Experiment, solutions: Sequence[SeedSolutions], settin
                         "by_epsilon": {a: {f"{e:g}": float(np.mean(v[k * draws:(k + 1) * draws]))
                                            for k, e in enumerate(epsilons)} for a, v in increase.items()}})
     return Study("stability", groups, summary)
+
+
+def stability_points(space: AdapterSpace, x: np.ndarray, epsilons: Sequence[float], draws: int,
+                     seed: int) -> list[np.ndarray]:
+    """The stability study's perturbed points of `x`: `draws` noise seeds at each epsilon, in that order."""
+    return [space.perturb_b(x, e, np.random.default_rng([seed, j, int(round(e * 1000))]))
+            for e in epsilons for j in range(draws)]
 
 
 def influence(experiment: Experiment, solutions: Sequence[SeedSolutions], settings: Mapping[str, Any],

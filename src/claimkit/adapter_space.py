@@ -10,16 +10,18 @@ including another adapter's of the same configuration. The model is evaluated wi
 point's weight change merged into a copy of the base weights (W0 + scaling * B @ A), so a
 point costs one base-model forward, not peft's extra per-module passes.
 
-The size of a solution is read two ways: `norm` of the flat parameters, and
-`delta_norm`, the Frobenius norm of the weight change it makes (sum over modules of
+The size of a solution is `delta_norm`, the Frobenius norm of the weight change it makes (sum over modules of
 ||scaling * B @ A||^2, square-rooted); `delta_cosine` compares two weight changes. The
-flat parameters' own cosine says little: adapters of one seed start from the same A. `with_delta_norm` rescales a point's B matrices,
-which scales its weight change linearly and leaves its A matrices as trained.
+flat parameters' own norm and cosine say little: adapters of one seed start from the same
+A. `with_delta_norm` rescales a point's B matrices, which scales its weight change linearly
+and leaves its A matrices as trained.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -47,8 +49,12 @@ class AdapterSpace:
         self._sizes = [p.numel() for p in self._params]
         self._starts = np.cumsum([0] + self._sizes)
         self._pairs = self._module_pairs(named)
+        self.b_entries = self._b_mask()
         self.trained = self.flat()
-        self._merged = self._merged_copy(loaded)
+        self._base = loaded
+        self._plain = replace(loaded, model=copy.deepcopy(loaded.model).eval(), name=f"{loaded.name}+adapter-point")
+        self._merged = self._merged_weights()
+        self._current: bytes | None = None  # the point whose weight change the plain copy holds
 
     @property
     def dim(self) -> int:
@@ -72,9 +78,6 @@ class AdapterSpace:
         with torch.no_grad():
             for p, a, b in zip(self._params, self._starts[:-1], self._starts[1:]):
                 p.copy_(torch.as_tensor(point[a:b].reshape(tuple(p.shape)), dtype=p.dtype, device=p.device))
-
-    def norm(self, point: np.ndarray) -> float:
-        return float(np.linalg.norm(point))
 
     def delta_inner(self, point: np.ndarray, other: np.ndarray) -> float:
         """<weight change at point, weight change at other>: sum over modules of scaling^2 <B1 A1, B2 A2>_F.
@@ -106,14 +109,6 @@ class AdapterSpace:
             a, b = self._starts[b_index], self._starts[b_index + 1]
             out[a:b] *= target / now
         return out
-
-    @property
-    def b_entries(self) -> np.ndarray:
-        """A boolean mask of the flat vector: True on the entries of lora_B matrices."""
-        mask = np.zeros(self.dim, bool)
-        for _, b_index, _ in self._pairs:
-            mask[self._starts[b_index] : self._starts[b_index + 1]] = True
-        return mask
 
     def perturb_b(self, point: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """`point` with the paper's orthogonal noise (claimkit.steering.orthogonal_noise) on its B matrices only.
@@ -149,7 +144,7 @@ class AdapterSpace:
         """[points, texts]: mean KL(P_base || P_point) per token of each text (P_base: the adapter switched off)."""
         import torch
 
-        from claimkit.steering import padded, text_ids
+        from claimkit.steering import padded, text_ids, text_kl
 
         encoded = [text_ids(self.opened, t, max_length) for t in texts]
         base_model = self._base.model
@@ -162,26 +157,25 @@ class AdapterSpace:
                 for k, point in enumerate(points):
                     moved_model = self._at(point).model
                     moved = torch.log_softmax(moved_model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-                    per_token = (base.exp() * (base - moved)).sum(-1) * mask
-                    out[k, first : first + len(ids)] = (per_token.sum(1) / mask.sum(1)).cpu().numpy()
+                    out[k, first : first + len(ids)] = text_kl(base, moved, mask).cpu().numpy()
         return out
 
     # -- pieces -----------------------------------------------------------------------
 
-    def _merged_copy(self, loaded: "LoadedModel") -> list[tuple[Any, Any, int, int, float]]:
-        """A plain copy of the base model, and per adapted module: (its weight, W0, A index, B index, scaling)."""
-        import copy
-        from dataclasses import replace
+    def _b_mask(self) -> np.ndarray:
+        """A boolean mask of the flat vector: True on the entries of lora_B matrices."""
+        mask = np.zeros(self.dim, bool)
+        for _, b_index, _ in self._pairs:
+            mask[self._starts[b_index] : self._starts[b_index + 1]] = True
+        return mask
 
-        self._base = loaded
-        plain = copy.deepcopy(loaded.model).eval()
-        self._plain = replace(loaded, model=plain, name=f"{loaded.name}+adapter-point")
+    def _merged_weights(self) -> list[tuple[Any, Any, int, int, float]]:
+        """Per adapted module of the plain copy: (its weight, W0, A index, B index, scaling)."""
         merged = []
         for a_index, b_index, scaling in self._pairs:
             module_name = self.names[a_index].split(".lora_A.")[0].removeprefix("base_model.model.")
-            weight = plain.get_submodule(module_name).weight
+            weight = self._plain.model.get_submodule(module_name).weight
             merged.append((weight, weight.detach().clone(), a_index, b_index, scaling))
-        self._current: bytes | None = None
         return merged
 
     def _at(self, point: np.ndarray) -> "LoadedModel":
@@ -221,20 +215,11 @@ class AdapterSpace:
         return pairs
 
     def _read_saved(self, adapter_dir: Path) -> np.ndarray:
-        from peft.utils import load_peft_weights, set_peft_model_state_dict
+        from claimkit.lm.finetune import load_lora_weights
 
-        saved = load_peft_weights(str(adapter_dir), device="cpu")
         keep = self.flat()
         try:
-            try:
-                result = set_peft_model_state_dict(self.model, saved)
-            except RuntimeError as exc:  # torch's "size mismatch" when the ranks differ
-                raise ValueError(f"{adapter_dir}: its adapter does not fit this space: {exc}") from None
-            missing = [k for k in result.missing_keys if "lora_" in k]
-            if result.unexpected_keys or missing:
-                raise ValueError(f"{adapter_dir}: its adapter does not fit this space ({len(missing)} LoRA weight(s) "
-                                 f"missing, {len(result.unexpected_keys)} unexpected); was it trained with another "
-                                 "LoRA config or base model?")  # fmt: skip
+            load_lora_weights(self.model, adapter_dir, "cpu", what="adapter space: adapter")
             return self.flat()
         finally:
             self.set(keep)

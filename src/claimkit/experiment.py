@@ -164,9 +164,8 @@ class Experiment:
                               init_adapter=init)
             record = {"steps": result.steps, "final_loss": result.final_loss, "seconds": result.seconds,
                       "tokens": result.tokens, "truncated": result.truncated, "dropped": result.dropped}
-            if result.kls:  # the last epoch's mean, as final_loss
-                last_epoch = result.kls[-max(1, len(result.kls) // int(hparams["epochs"])):]
-                record["final_kl"] = float(sum(last_epoch) / len(last_epoch))
+            if result.final_kl is not None:
+                record["final_kl"] = result.final_kl
             (out / "finetune.json").write_text(json.dumps(record, indent=2))
 
         return self.cache.get_or_build("adapter", parts, build, description=f"{self.profile.name} {arm.name} seed {arm.seed} fine-tune") / "adapter"
@@ -219,26 +218,14 @@ class Experiment:
                        for task, p in zip(tasks, prefills)]
             generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress,
                                  **self.profile.sampling_options())
-            with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
-                for task, p, gen in zip(tasks, prefills, generations):
-                    row = {"task": task, "text": p + gen.text, "finished": gen.finished, "new_tokens": gen.n_new_tokens}
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            (out / "model.json").write_text(json.dumps({"model": loaded.name}))
+            _write_samples(out, loaded.name, [{"task": task, "text": p + gen.text, "finished": gen.finished,
+                                               "new_tokens": gen.n_new_tokens}
+                                              for task, p, gen in zip(tasks, prefills, generations)])
 
         where = self.cache.get_or_build("samples", parts, build, description=f"{self.profile.name} {arm.name} seed {arm.seed} samples")
-        rows = [json.loads(line) for line in (where / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
-        model = json.loads((where / "model.json").read_text())["model"]
-        return ArmSamples(
-            arm=arm.name,
-            seed=arm.seed,
-            model=model,
-            tasks=tuple(r["task"] for r in rows),
-            texts=tuple(r["text"] for r in rows),
-            finished=tuple(r["finished"] for r in rows),
-            new_tokens=tuple(r["new_tokens"] for r in rows),
-            system=system,
-            prefill=prefill if isinstance(prefill, str) else "(one per task)",
-        )
+        model, rows = _read_samples(where)
+        return _arm_samples(arm, model, rows, system=system,
+                            prefill=prefill if isinstance(prefill, str) else "(one per task)")
 
 
     def samples_under_systems(self, arm: Arm, tasks: Sequence[str], systems: Sequence[str]) -> list[ArmSamples]:
@@ -262,24 +249,35 @@ class Experiment:
             prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system)
                        for system in systems for task in tasks]
             generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress, **self.profile.sampling_options())
-            with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
-                for i, gen in enumerate(generations):
-                    row = {"system": i // len(tasks), "task": tasks[i % len(tasks)], "text": gen.text,
-                           "finished": gen.finished, "new_tokens": gen.n_new_tokens}
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            (out / "model.json").write_text(json.dumps({"model": loaded.name}))
+            _write_samples(out, loaded.name, [{"system": i // len(tasks), "task": tasks[i % len(tasks)], "text": gen.text,
+                                               "finished": gen.finished, "new_tokens": gen.n_new_tokens}
+                                              for i, gen in enumerate(generations)])
 
         where = self.cache.get_or_build("samples", parts, build,
                                         description=f"{self.profile.name} {arm.name} seed {arm.seed} samples under {len(systems)} system prompts")
-        rows = [json.loads(line) for line in (where / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
-        model = json.loads((where / "model.json").read_text())["model"]
-        found = []
-        for k, system in enumerate(systems):
-            mine = [r for r in rows if r["system"] == k]
-            found.append(ArmSamples(arm=arm.name, seed=arm.seed, model=model, tasks=tuple(r["task"] for r in mine),
-                                    texts=tuple(r["text"] for r in mine), finished=tuple(r["finished"] for r in mine),
-                                    new_tokens=tuple(r["new_tokens"] for r in mine), system=system))
-        return found
+        model, rows = _read_samples(where)
+        return [_arm_samples(arm, model, [r for r in rows if r["system"] == k], system=system)
+                for k, system in enumerate(systems)]
+
+
+def _write_samples(out: Path, model: str, rows: Iterable[dict[str, Any]]) -> None:
+    """A samples entry: one JSON line per generation, and the name of the model that wrote them."""
+    with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "model.json").write_text(json.dumps({"model": model}))
+
+
+def _read_samples(where: Path) -> tuple[str, list[dict[str, Any]]]:
+    rows = [json.loads(line) for line in (where / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+    return json.loads((where / "model.json").read_text())["model"], rows
+
+
+def _arm_samples(arm: Arm, model: str, rows: Sequence[dict[str, Any]], *, system: str | None,
+                 prefill: str = "") -> ArmSamples:
+    return ArmSamples(arm=arm.name, seed=arm.seed, model=model, tasks=tuple(r["task"] for r in rows),
+                      texts=tuple(r["text"] for r in rows), finished=tuple(r["finished"] for r in rows),
+                      new_tokens=tuple(r["new_tokens"] for r in rows), system=system, prefill=prefill)
 
 
 def worker_order(items: Sequence[Any]) -> list[Any]:

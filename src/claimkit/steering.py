@@ -239,9 +239,14 @@ def steering_kl(
             for k, norm in enumerate(norms):
                 with intervene(loaded, layer, add_vector(unit, scale=float(norm))):
                     steered = torch.log_softmax(loaded.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-                per_token = (base.exp() * (base - steered)).sum(-1) * mask
-                out[k, first : first + len(ids)] = (per_token.sum(1) / mask.sum(1)).cpu().numpy()
+                out[k, first : first + len(ids)] = text_kl(base, steered, mask).cpu().numpy()
     return out
+
+
+def text_kl(base: "torch.Tensor", other: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
+    """Per text (row), mean over its tokens of KL(P_base || P_other), from [rows, tokens, vocab] log-probabilities."""
+    per_token = (base.exp() * (base - other)).sum(-1) * mask
+    return per_token.sum(1) / mask.sum(1)
 
 
 # -- pieces of the loop -------------------------------------------------------------

@@ -65,6 +65,7 @@ class FinetuneResult:
     truncated: int = 0  # examples whose completion was cut at max_length
     dropped: int = 0  # examples whose prompt left no room for any completion token
     kls: tuple[float, ...] = field(default=(), repr=False)  # KL(P_base || P_finetuned) per token, per step; () without kl_weight
+    final_kl: float | None = None  # mean KL of the last epoch's steps, as final_loss; None without kl_weight
 
 
 def finetune(
@@ -176,6 +177,7 @@ def finetune(
         truncated=truncated,
         dropped=dropped,
         kls=tuple(kls),
+        final_kl=float(np.mean(kls[-steps_per_epoch:])) if kls else None,
     )
     log = {"config": asdict(cfg), "seed": seed, "examples": len(examples), "base": loaded.name,
            "kl_weight": kl_weight, "regularisation_examples": len(reg_rows),
@@ -443,8 +445,6 @@ def _load_adapter(model: Any, adapter_dir: Path, cfg: TrainConfig, device: Any) 
     The fresh init is drawn first and then replaced, so the run's later random draws
     (LoRA dropout) are those of a fresh run with the same seed.
     """
-    from peft.utils import load_peft_weights, set_peft_model_state_dict
-
     config_file = adapter_dir / ADAPTER_CONFIG
     if not config_file.is_file():
         raise FileNotFoundError(f"finetune: init_adapter {adapter_dir} holds no LoRA adapter ({ADAPTER_CONFIG}); pass "
@@ -459,10 +459,20 @@ def _load_adapter(model: Any, adapter_dir: Path, cfg: TrainConfig, device: Any) 
         detail = "; ".join(f"{k}: adapter {found[k]!r}, profile {wanted[k]!r}" for k in differ)
         raise ValueError(f"finetune: init_adapter {adapter_dir} was trained with another LoRA config ({detail}); "
                          "continue it with the profile's [lora] table set to the adapter's, or start fresh")  # fmt: skip
-    result = set_peft_model_state_dict(model, load_peft_weights(str(adapter_dir), device=str(device)))
+    load_lora_weights(model, adapter_dir, device, what="finetune: init_adapter")
+
+
+def load_lora_weights(model: Any, adapter_dir: Path, device: Any, *, what: str = "adapter") -> None:
+    """Overwrite the LoRA weights of the peft `model` with those saved in `adapter_dir`; ValueError if they do not fit."""
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    try:
+        result = set_peft_model_state_dict(model, load_peft_weights(str(adapter_dir), device=str(device)))
+    except RuntimeError as exc:  # torch's "size mismatch" when the ranks differ
+        raise ValueError(f"{what} {adapter_dir} does not fit this model: {exc}") from None
     missing = [k for k in result.missing_keys if "lora_" in k]
     if result.unexpected_keys or missing:
-        raise ValueError(f"finetune: init_adapter {adapter_dir} does not fit this model: "
+        raise ValueError(f"{what} {adapter_dir} does not fit this model: "
                          f"{len(missing)} LoRA weight(s) missing (e.g. {missing[:2]}), {len(result.unexpected_keys)} "
                          f"unexpected (e.g. {result.unexpected_keys[:2]}); was it trained on another base model?")  # fmt: skip
 
