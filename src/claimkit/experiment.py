@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from claimkit.cache import ArtifactCache
+from claimkit.jsonl import read_jsonl, write_jsonl
 from claimkit.lm.data import Example, render_prompt
 from claimkit.lm.profiles import Profile
 
@@ -262,14 +263,12 @@ class Experiment:
 
 def _write_samples(out: Path, model: str, rows: Iterable[dict[str, Any]]) -> None:
     """A samples entry: one JSON line per generation, and the name of the model that wrote them."""
-    with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(out / SAMPLES_FILE, rows)
     (out / "model.json").write_text(json.dumps({"model": model}))
 
 
 def _read_samples(where: Path) -> tuple[str, list[dict[str, Any]]]:
-    rows = [json.loads(line) for line in (where / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+    rows = read_jsonl(where / SAMPLES_FILE)
     return json.loads((where / "model.json").read_text())["model"], rows
 
 

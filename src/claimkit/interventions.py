@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from claimkit.cache import ArtifactCache
 from claimkit.experiment import SAMPLES_FILE, Arm, ArmSamples, Experiment, tasks_hash
+from claimkit.jsonl import read_jsonl, write_jsonl
 from claimkit.lm.activations import residual_hook
 from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example, render_prompt
 
@@ -397,16 +398,13 @@ def _cached_samples(
         prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + prefill for task in tasks]
         with hooks(loaded) if hooks is not None else contextlib.nullcontext():
             generations = sample(loaded, prompts, seed=seed, progress=experiment.progress, **options)
-        with (out / SAMPLES_FILE).open("w", encoding="utf-8") as f:
-            for task, gen in zip(tasks, generations):
-                row = {"task": task, "text": prefill + gen.text, "finished": gen.finished,
-                       "new_tokens": gen.n_new_tokens}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(out / SAMPLES_FILE, ({"task": task, "text": prefill + gen.text, "finished": gen.finished,
+                                          "new_tokens": gen.n_new_tokens} for task, gen in zip(tasks, generations)))
         (out / "model.json").write_text(json.dumps({"model": loaded.name}))
 
     what = f"{experiment.profile.name} {label} seed {seed} samples"
     where = cache.get_or_build("samples", parts, build, description=what)
-    rows = [json.loads(line) for line in (where / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+    rows = read_jsonl(where / SAMPLES_FILE)
     model = json.loads((where / "model.json").read_text())["model"]
     return ArmSamples(
         arm=label, seed=seed, model=model,

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from claimkit.jsonl import dump_lines, load_lines
+
 from claimkit.report.json_report import (
     VERDICTS_FILE,
     ReportError,
@@ -96,7 +98,7 @@ def flag_changed_rules(verdicts: Iterable[Verdict], rows: Iterable[dict[str, Any
 
 
 def append_history(report_dir: Path, document: RunDocument) -> None:
-    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in history_rows(document))
+    lines = dump_lines(history_rows(document))
     with open(report_dir / HISTORY_FILE, "a", encoding="utf-8") as handle:
         handle.write(lines)
 
@@ -107,9 +109,7 @@ def read_history(report_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
+    for line in load_lines(path.read_text(encoding="utf-8")):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
