@@ -128,3 +128,29 @@ def test_noise_on_b_keeps_a_and_the_norm_of_b(trained):
     cos = moved[mask] @ point[mask] / np.linalg.norm(point[mask]) ** 2
     assert cos == pytest.approx(np.sqrt(1 - 0.25))
     assert np.array_equal(space.perturb_b(point, 0.0, np.random.default_rng(0)), point)
+
+
+def test_cached_losses_and_kls_are_computed_once_per_points_and_reused(trained, tmp_path, monkeypatch):
+    from claimkit.cache import ArtifactCache
+
+    loaded, (first, second) = trained
+    cache = ArtifactCache(tmp_path / "cache")
+    space = AdapterSpace(loaded, first, cache=cache, model_parts={"model": "tiny"})
+    data = examples(3, seed=6)
+    points = [space.trained, space.with_delta_norm(space.trained, 0.5 * space.delta_norm(space.trained))]
+    losses, kls = space.losses(data, points), space.kl(TEXTS, points, max_length=32)
+    assert np.allclose(losses, AdapterSpace(loaded, first).losses(data, points))
+    assert np.allclose(kls, AdapterSpace(loaded, first).kl(TEXTS, points, max_length=32))
+
+    # Opened on the other adapter, the same points mean the same models: the cache answers, nothing is run.
+    reopened = AdapterSpace(loaded, second, cache=cache, model_parts={"model": "tiny"})
+    monkeypatch.setattr(reopened, "_losses", lambda *a: pytest.fail("recomputed cached losses"))
+    monkeypatch.setattr(reopened, "_kl", lambda *a: pytest.fail("recomputed cached KLs"))
+    assert np.array_equal(reopened.losses(data, points), losses)
+    assert np.array_equal(reopened.kl(TEXTS, points, max_length=32), kls)
+    with pytest.raises(pytest.fail.Exception):  # other points, or another base model, are other entries
+        reopened.losses(data, points[:1])
+    other_model = AdapterSpace(loaded, second, cache=cache, model_parts={"model": "other"})
+    monkeypatch.setattr(other_model, "_losses", lambda *a: pytest.fail("recomputed"))
+    with pytest.raises(pytest.fail.Exception):
+        other_model.losses(data, points)

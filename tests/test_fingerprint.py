@@ -30,7 +30,8 @@ from claimkit.lm.load import LoadedModel
 from claimkit.lm.profiles import parse_profile_file
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_KINDS = {"adapter", "samples", "activations", "entropies", "losses", "vector"}
+MODEL_KINDS = {"adapter", "samples", "activations", "entropies", "losses", "vector", "adapter-point-losses",
+               "adapter-point-kl"}
 EXAMPLES = tuple(Example(prompt=f"add {i} and 1", completion=f"print({i} + 1)") for i in range(2))
 TASKS = ["add 40 and 1", "add 41 and 1"]
 BASE_PARTS = {"organism": {"config": {"d_model": 64}, "corpus": {"sha256": "0" * 64}},
@@ -107,6 +108,9 @@ def test_an_edit_of_the_finetuning_loop_reaches_the_kinds_that_run_models_not_th
         ("organism/pretrain.py", {"organism"}),
         ("detect.py", {"detections", "passes"}),
         ("sae.py", {"sae"}),
+        ("adapter_space.py", {"adapter-point-losses", "adapter-point-kl"}),
+        ("jsonl.py", {"samples"}),
+        ("steering.py", {"vector", "adapter-point-kl"}),
         ("readings.py", {"activations", "entropies", "losses", "sae"}),
     ],
 )

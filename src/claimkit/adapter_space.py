@@ -15,28 +15,43 @@ The size of a solution is `delta_norm`, the Frobenius norm of the weight change 
 flat parameters' own norm and cosine say little: adapters of one seed start from the same
 A. `with_delta_norm` rescales a point's B matrices, which scales its weight change linearly
 and leaves its A matrices as trained.
+
+Given a cache, `losses` and `kl` are built once per base model, space, points and texts
+(cache kinds "adapter-point-losses" and "adapter-point-kl"): a point is its numbers, so
+the key holds their hash, and the space's structure (module names, shapes, scalings), not
+which adapter it was opened on, since the model at a point does not depend on that.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from claimkit.lm.data import Example
 
 if TYPE_CHECKING:
+    from claimkit.cache import ArtifactCache
     from claimkit.lm.load import LoadedModel
+
+VALUES_FILE = "values.npy"
 
 
 class AdapterSpace:
-    """The base model of `loaded` with the adapter in `adapter_dir`, whose LoRA weights can be set to any point."""
+    """The base model of `loaded` with the adapter in `adapter_dir`, whose LoRA weights can be set to any point.
 
-    def __init__(self, loaded: "LoadedModel", adapter_dir: str | Path):
+    With `cache` (and `model_parts`, what names the base model in cache keys: Experiment.base_parts()),
+    losses and KLs at points are cached.
+    """
+
+    def __init__(self, loaded: "LoadedModel", adapter_dir: str | Path, *, cache: "ArtifactCache | None" = None,
+                 model_parts: Mapping[str, Any] | None = None):
         from claimkit.lm.finetune import load_finetuned
 
         self.opened = load_finetuned(loaded, adapter_dir, merge=False)
@@ -55,6 +70,7 @@ class AdapterSpace:
         self._plain = replace(loaded, model=copy.deepcopy(loaded.model).eval(), name=f"{loaded.name}+adapter-point")
         self._merged = self._merged_weights()
         self._current: bytes | None = None  # the point whose weight change the plain copy holds
+        self._cache, self._model_parts = cache, dict(model_parts or {})
 
     @property
     def dim(self) -> int:
@@ -130,6 +146,13 @@ class AdapterSpace:
 
     def losses(self, examples: Sequence[Example], points: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
         """[points, examples]: mean NLL per completion token of each example, the model at each point."""
+        from claimkit.experiment import examples_hash
+
+        parts = {"examples": examples_hash(examples), "n": len(examples), "batch_size": batch_size}
+        return self._cached("adapter-point-losses", parts, points, lambda: self._losses(examples, points, batch_size),
+                            f"losses of {len(examples)} examples at {len(points)} adapter points")
+
+    def _losses(self, examples: Sequence[Example], points: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
         from claimkit.interventions import completion_losses
 
         out = np.zeros((len(points), len(examples)))
@@ -142,6 +165,13 @@ class AdapterSpace:
     def kl(self, texts: Sequence[str], points: Sequence[np.ndarray], *, max_length: int = 256,
            batch_size: int = 16) -> np.ndarray:
         """[points, texts]: mean KL(P_base || P_point) per token of each text (P_base: the adapter switched off)."""
+        from claimkit.experiment import tasks_hash
+
+        parts = {"texts": tasks_hash(texts), "n": len(texts), "max_length": max_length, "batch_size": batch_size}
+        return self._cached("adapter-point-kl", parts, points, lambda: self._kl(texts, points, max_length, batch_size),
+                            f"KL on {len(texts)} texts at {len(points)} adapter points")
+
+    def _kl(self, texts: Sequence[str], points: Sequence[np.ndarray], max_length: int, batch_size: int) -> np.ndarray:
         import torch
 
         from claimkit.steering import padded, text_ids, text_kl
@@ -161,6 +191,24 @@ class AdapterSpace:
         return out
 
     # -- pieces -----------------------------------------------------------------------
+
+    def _cached(self, kind: str, parts: Mapping[str, Any], points: Sequence[np.ndarray],
+                compute: Callable[[], np.ndarray], what: str) -> np.ndarray:
+        if self._cache is None:
+            return compute()
+
+        def build(out: Path) -> None:
+            np.save(out / VALUES_FILE, compute())
+
+        key = {**self._model_parts, **parts, "space": self._structure(), "points": _points_hash(points),
+               "n_points": len(points)}
+        return np.load(self._cache.get_or_build(kind, key, build, description=what) / VALUES_FILE)
+
+    def _structure(self) -> str:
+        """A hash of what a point means: the LoRA weights' names and shapes, and each module's scaling."""
+        layout = [[n, list(p.shape)] for n, p in zip(self.names, self._params)]
+        scalings = [[a, b, s] for a, b, s in self._pairs]
+        return hashlib.sha256(json.dumps([layout, scalings]).encode("utf-8")).hexdigest()
 
     def _b_mask(self) -> np.ndarray:
         """A boolean mask of the flat vector: True on the entries of lora_B matrices."""
@@ -223,3 +271,11 @@ class AdapterSpace:
             return self.flat()
         finally:
             self.set(keep)
+
+
+def _points_hash(points: Sequence[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for point in points:
+        digest.update(np.ascontiguousarray(np.asarray(point, dtype=np.float64).reshape(-1)).tobytes())
+        digest.update(b"\x00")
+    return digest.hexdigest()

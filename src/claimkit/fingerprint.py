@@ -107,7 +107,7 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
     # the kind, so a sae-lens upgrade resamples them too).
     "samples": Recipe(
         modules=(
-            *_RUN_A_MODEL, "claimkit.interventions", "claimkit.lm.activations", "claimkit.lm.fast_sample",
+            *_RUN_A_MODEL, "claimkit.interventions", "claimkit.jsonl", "claimkit.lm.activations", "claimkit.lm.fast_sample",
             "claimkit.lm.generation", "claimkit.lm.grouped_attention", "claimkit.lm.sample",
         ),
         distributions=(*_MODEL_LIBRARIES, "sae-lens"),
@@ -122,6 +122,12 @@ RECIPES: Mapping[str, Recipe] = MappingProxyType({
     # readings.cached_completion_losses: interventions.completion_losses, of a plain or CAFT model.
     "losses": Recipe(modules=(*_RUN_A_MODEL, "claimkit.interventions", "claimkit.readings"),
                      distributions=_MODEL_LIBRARIES),
+    # AdapterSpace.losses and .kl: a model at points of a LoRA adapter's space (the weight change merged
+    # into a copy of the base), its completion losses (interventions) or its KL to the base (steering's).
+    "adapter-point-losses": Recipe(modules=(*_RUN_A_MODEL, "claimkit.adapter_space", "claimkit.interventions"),
+                                   distributions=_MODEL_LIBRARIES),
+    "adapter-point-kl": Recipe(modules=(*_RUN_A_MODEL, "claimkit.adapter_space", "claimkit.steering"),
+                               distributions=_MODEL_LIBRARIES),
     # vector_cache.cached_vector: a steering vector trained on the frozen base model (claimkit.steering,
     # through lm.activations.residual_hook; its KL term and losses run interventions' pieces).
     "vector": Recipe(
