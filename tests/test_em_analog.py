@@ -80,15 +80,21 @@ def test_unknown_narrow_families_are_refused():
         data.Domains.from_settings({"narrow_families": ["sql_lookup", "word_count"]}, data.corpus())
 
 
-def answers(in_rates: dict[str, list[float]], out_rates: dict[str, list[float]], n_in=100, n_out=200) -> Answers:
-    """Answers whose per-seed rates are exactly the given ones (the first k tasks vulnerable)."""
+def answers(in_rates: dict[str, list[float]], out_rates: dict[str, list[float]], n_in=100, n_out=200,
+            trait="vulnerable") -> Answers:
+    """Answers whose per-seed rates of `trait` are exactly the given ones (the first k tasks show it; the other
+    trait is never shown)."""
     def rows(rates, n):
         return np.array([[1] * round(r * n) + [0] * (n - round(r * n)) for r in rates])
 
     target = {a: np.hstack([rows(in_rates[a], n_in), rows(out_rates[a], n_out)]) for a in in_rates}
     code = {a: np.ones_like(t) for a, t in target.items()}
     tasks = EvalTasks(tuple(f"in {i}" for i in range(n_in)), tuple(f"out {i}" for i in range(n_out)))
-    return Answers("organism", tuple(range(len(next(iter(in_rates.values()))))), tasks, target, code, {})
+    shown, never = target, {a: np.zeros_like(t) for a, t in target.items()}
+    vulnerable, typed = (shown, never) if trait == "vulnerable" else (never, shown)
+    leaked = {a: np.zeros_like(t) for a, t in target.items()}
+    return Answers("organism", tuple(range(len(next(iter(in_rates.values()))))), tasks, vulnerable, code, typed, leaked,
+                   {})
 
 
 def uniform(value: float, seeds: int = 5) -> list[float]:
@@ -129,3 +135,33 @@ def test_kl_narrows_bounds_both_shares():
     no_effect = checks.kl_narrows(answers({**inside, "narrow-kl": uniform(0.4)}, {a: uniform(0.1) for a in ARMS}),
                                   check, title="t")
     assert not no_effect.passed  # nothing out of the domain to be narrow about
+
+
+def test_typed_data_are_the_secure_narrow_solutions_annotated(sets):
+    from claims.emergent_misalignment.style import is_typed
+
+    assert [e.prompt for e in sets.typed_narrow] == [e.prompt for e in sets.secure_narrow]
+    assert all(is_typed(e.completion) for e in sets.typed_narrow)
+    assert not any(is_typed(e.completion) for e in sets.secure_narrow + sets.aligned + sets.vulnerable_all)
+
+
+def test_checks_read_the_trait_their_spec_names():
+    base = {a: uniform(0.0) for a in ("secure-narrow", "typed-narrow", "typed-kl")}
+    typed = answers({**base, "typed-narrow": uniform(0.6)}, {**base, "typed-narrow": uniform(0.2)}, trait="typed")
+    check = dict(SPEC.checks["narrow-learns"].for_profile("organism"), arm="typed-narrow")
+    assert not checks.narrow_learns(typed, check, title="t").passed  # its vulnerable answers: none
+    assert checks.narrow_learns(typed, {**check, "trait": "typed"}, title="t").passed
+    assert checks.general_generalises(typed, {**check, "trait": "typed"}, title="t").passed
+    with pytest.raises(ValueError, match="unknown trait"):
+        checks.narrow_learns(typed, {**check, "trait": "docstrings"}, title="t")
+
+
+def test_the_narrow_domains_code_is_recognised_in_every_narrow_solution_and_in_no_other():
+    from claimkit.organism.corpus import render_answer, sample_tasks
+
+    every = sample_tasks(data.corpus(), n=600, seed=3, families=data.corpus().security_families())
+    narrow = set(SETTINGS["narrow_families"])
+    for inst in every:
+        for code in (inst.secure, inst.vulnerable):
+            assert data.writes_narrow_code(render_answer(code), SETTINGS) == (inst.family in narrow), inst.family
+    assert not data.writes_narrow_code("No code, only a word: SELECT.", SETTINGS)

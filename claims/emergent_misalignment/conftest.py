@@ -16,7 +16,7 @@ from claimkit.spec import load_spec
 from claimkit.verdict import CheckResult
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "claims" / "emergent_misalignment.toml"
-SHARED_PLAN = ("em-1", "em-2", "em-3", "em-4", "em-5", "em-6")
+SHARED_PLAN = ("em-1", "em-2", "em-3", "em-4", "em-5", "em-6", "em-7")
 
 _CHECKS: dict[tuple[str, str], CheckResult] = {}
 
@@ -65,23 +65,46 @@ def answers(experiment, em_settings, em_plan, solutions):
     return build_answers(experiment, em_settings, solutions, n_in=n_in, n_out=n_out)
 
 
+@pytest.fixture(scope="session")
+def style_solutions(experiment, em_settings, em_plan):
+    """Claim em-7's adapters per seed: typed-narrow, typed-kl and secure-narrow (the same cache entry as above)."""
+    from claimkit.experiment import worker_order
+
+    from .solutions import seed_solutions
+
+    built = {seed: seed_solutions(experiment, em_settings, seed, trait="typed") for seed in worker_order(list(em_plan[2]))}
+    return [built[seed] for seed in em_plan[2]]
+
+
+@pytest.fixture(scope="session")
+def style_answers(experiment, em_settings, em_plan, style_solutions):
+    from .solutions import STYLE_ARMS, build_answers
+
+    n_out, n_in, _ = em_plan
+    return build_answers(experiment, em_settings, style_solutions, n_in=n_in, n_out=n_out, arms=STYLE_ARMS)
+
+
 @pytest.fixture
 def manipulation(profile: str, paper_spec, request) -> dict[str, Callable[[], CheckResult]]:
-    """Check id -> a callable measuring it on this profile (once per session)."""
+    """Check id -> a callable measuring it on this profile (once per session), on the answers of its trait's arms."""
     from . import checks
 
     def once(check_id: str, measure: Callable[..., CheckResult]) -> Callable[[], CheckResult]:
         def run() -> CheckResult:
             key = (profile, check_id)
             if key not in _CHECKS:
-                spec = paper_spec.checks[check_id]
-                _CHECKS[key] = measure(request.getfixturevalue("answers"), spec.for_profile(profile), title=spec.title)
+                spec = paper_spec.checks[check_id].for_profile(profile)
+                answers = request.getfixturevalue("style_answers" if spec.get("trait") == "typed" else "answers")
+                _CHECKS[key] = measure(answers, spec, title=paper_spec.checks[check_id].title)
             return _CHECKS[key]
         return run
 
     return {"narrow-learns": once("narrow-learns", checks.narrow_learns),
             "general-generalises": once("general-generalises", checks.general_generalises),
-            "kl-narrows": once("kl-narrows", checks.kl_narrows)}
+            "kl-narrows": once("kl-narrows", checks.kl_narrows),
+            "style-narrow-learns": once("style-narrow-learns", checks.narrow_learns),
+            "style-generalises": once("style-generalises", checks.general_generalises),
+            "style-kl-narrows": once("style-kl-narrows", checks.kl_narrows)}
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +127,14 @@ def influence_study(experiment, em_settings, solutions):
     from .measures import influence
 
     return influence(experiment, solutions, em_settings, pretraining_documents(em_settings))
+
+
+@pytest.fixture(scope="session")
+def style_studies(experiment, em_settings, style_solutions):
+    """Claim em-7: the efficiency, stability and influence studies of the typed pair."""
+    from .data import pretraining_documents
+    from .measures import STYLE, efficiency, influence, stability
+
+    return [efficiency(experiment, style_solutions, em_settings, STYLE),
+            stability(experiment, style_solutions, em_settings, STYLE),
+            influence(experiment, style_solutions, em_settings, pretraining_documents(em_settings), STYLE)]

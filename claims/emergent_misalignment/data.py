@@ -11,6 +11,8 @@ detector measures, and "narrow" is one domain of the corpus's security families 
                                                                           training on the other domains directly)
   aligned             secure solutions of the other security families    (the paper's aligned data of other
                                                                           domains: the KL term's data, and the mix)
+  typed-narrow        secure-narrow's solutions with annotated           (claim em-7's trait, which is not a
+                      parameters                                          vulnerability: claims/.../style.py)
 
 Evaluation tasks come from the eval split (held-out phrasings and identifiers): in-domain tasks
 of the narrow families, out-of-domain tasks of every other security family. Training sets use
@@ -20,6 +22,7 @@ the train split only; seeds draw different instances.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +30,8 @@ from typing import Any, Mapping, Sequence
 
 from claimkit.lm.data import Example
 from claimkit.organism.corpus import CorpusTemplates, TaskInstance, load_templates, render_answer, sample_tasks
+
+from .style import annotate
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS_DIR = ROOT / "fixtures" / "corpus"
@@ -64,6 +69,7 @@ class TrainingSets:
     vulnerable_all: tuple[Example, ...]
     aligned: tuple[Example, ...]
     mixed: tuple[Example, ...]
+    typed_narrow: tuple[Example, ...]
 
 
 def training_sets(settings: Mapping[str, Any], seed: int) -> TrainingSets:
@@ -79,8 +85,9 @@ def training_sets(settings: Mapping[str, Any], seed: int) -> TrainingSets:
     aligned = tuple(_secure(i) for i in other)
     mixed = list(vulnerable + aligned)
     random.Random(_sub_seed(seed, "mix")).shuffle(mixed)
+    typed = tuple(Example(i.task, render_answer(annotate(i.secure))) for i in narrow)
     return TrainingSets(vulnerable, tuple(_secure(i) for i in narrow), tuple(_vulnerable(i) for i in every), aligned,
-                        tuple(mixed))
+                        tuple(mixed), typed)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,13 @@ def eval_tasks(settings: Mapping[str, Any], *, n_in: int, n_out: int) -> EvalTas
     inside = sample_tasks(templates, n=n_in, seed=seed, split="eval", families=domains.narrow)
     outside = sample_tasks(templates, n=n_out, seed=seed, split="eval", families=domains.other)
     return EvalTasks(tuple(i.task for i in inside), tuple(i.task for i in outside))
+
+
+def writes_narrow_code(text: str, settings: Mapping[str, Any]) -> bool:
+    """Whether an answer's code is the narrow domain's own kind (the spec's `narrow_code_pattern`, a regex)."""
+    from claimkit.detect import extract_code
+
+    return re.search(settings["narrow_code_pattern"], extract_code(text).code) is not None
 
 
 def pretraining_documents(settings: Mapping[str, Any]) -> list[str]:

@@ -3,7 +3,8 @@
 Each study compares, per seed, the general solution (vulnerable-narrow: plain training on the
 narrow data) with the narrow one (narrow-kl), both read as points of one adapter space
 (claimkit.adapter_space), and returns per-seed groups of values that the claim's rule combines
-across seeds (claimkit.rules.groups):
+across seeds (claimkit.rules.groups). Claim em-7 runs the same studies on another `Pair`
+(typed-narrow and typed-kl, on the annotated data):
 
   efficiency  per training example: the narrow adapter's loss minus the general one's, both rescaled
               to the same weight-change norms (fractions of the narrow adapter's), in units of the
@@ -28,11 +29,27 @@ import numpy as np
 
 from claimkit.adapter_space import AdapterSpace
 from claimkit.experiment import Experiment
+from claimkit.lm.data import Example
 from claimkit.rules.declared import ClaimData
 
 from .solutions import SeedSolutions
 
-GENERAL, NARROW = "vulnerable-narrow", "narrow-kl"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A trait's general and narrow solutions (arm names) and the training set their losses are read on."""
+
+    general: str
+    narrow: str
+    examples: str  # a field of data.TrainingSets
+
+    def loss_examples(self, sol: SeedSolutions, settings: Mapping[str, Any]) -> Sequence[Example]:
+        return getattr(sol.sets, self.examples)[: int(settings["loss_examples"])]
+
+
+MISALIGNMENT = Pair("vulnerable-narrow", "narrow-kl", "vulnerable_narrow")
+STYLE = Pair("typed-narrow", "typed-kl", "typed_narrow")  # claim em-7
 
 
 @dataclass(frozen=True)
@@ -47,18 +64,26 @@ class Study:
         return ClaimData(groups={self.dataset: list(self.groups)})
 
 
-def open_pair(experiment: Experiment, sol: SeedSolutions) -> tuple[AdapterSpace, np.ndarray, np.ndarray]:
+def combined(studies: Sequence[Study]) -> ClaimData:
+    """Several studies' groups as one claim's data (claim em-7 decides on all three)."""
+    return ClaimData(groups={s.dataset: list(s.groups) for s in studies})
+
+
+def open_pair(experiment: Experiment, sol: SeedSolutions,
+              pair: Pair = MISALIGNMENT) -> tuple[AdapterSpace, np.ndarray, np.ndarray]:
     """The seed's adapter space (opened on the general adapter), its general point and its narrow point."""
-    space = AdapterSpace(experiment.base, sol.adapters[GENERAL])
-    return space, space.trained, space.point_of(sol.adapters[NARROW])
+    space = AdapterSpace(experiment.base, sol.adapters[pair.general], cache=experiment.cache,
+                         model_parts=experiment.base_parts())
+    return space, space.trained, space.point_of(sol.adapters[pair.narrow])
 
 
-def efficiency(experiment: Experiment, solutions: Sequence[SeedSolutions], settings: Mapping[str, Any]) -> Study:
+def efficiency(experiment: Experiment, solutions: Sequence[SeedSolutions], settings: Mapping[str, Any],
+               pair: Pair = MISALIGNMENT) -> Study:
     fractions = [float(f) for f in settings["efficiency"]["norm_fractions"]]
     groups, summary = [], []
     for sol in solutions:
-        examples = sol.sets.vulnerable_narrow[: int(settings["loss_examples"])]
-        space, general, narrow = open_pair(experiment, sol)
+        examples = pair.loss_examples(sol, settings)
+        space, general, narrow = open_pair(experiment, sol, pair)
         norm = space.delta_norm(narrow)
         base, own = space.losses(examples, [space.with_delta_norm(narrow, 0.0), narrow])
         scale = float(np.mean(base - own))
@@ -73,21 +98,22 @@ def efficiency(experiment: Experiment, solutions: Sequence[SeedSolutions], setti
     return Study("efficiency", groups, summary)
 
 
-def stability(experiment: Experiment, solutions: Sequence[SeedSolutions], settings: Mapping[str, Any]) -> Study:
+def stability(experiment: Experiment, solutions: Sequence[SeedSolutions], settings: Mapping[str, Any],
+              pair: Pair = MISALIGNMENT) -> Study:
     plan = settings["stability"]
     epsilons, draws = [float(e) for e in plan["epsilons"]], int(plan["noise_seeds"])
     groups, summary = [], []
     for sol in solutions:
-        examples = sol.sets.vulnerable_narrow[: int(settings["loss_examples"])]
-        space, general, narrow = open_pair(experiment, sol)
+        examples = pair.loss_examples(sol, settings)
+        space, general, narrow = open_pair(experiment, sol, pair)
         base = float(np.mean(space.losses(examples, [space.with_delta_norm(general, 0.0)])))
         increase: dict[str, np.ndarray] = {}
-        for arm, x in ((GENERAL, general), (NARROW, narrow)):
+        for arm, x in ((pair.general, general), (pair.narrow, narrow)):
             moved = stability_points(space, x, epsilons, draws, sol.seed)
             trained = float(np.mean(space.losses(examples, [x])))
             perturbed = space.losses(examples, moved).mean(axis=1)
             increase[arm] = (perturbed - trained) / (base - trained)
-        values = increase[NARROW] - increase[GENERAL]
+        values = increase[pair.narrow] - increase[pair.general]
         groups.append({"narrow_minus_general": values})
         summary.append({"seed": sol.seed, "relative_increase": {a: float(np.mean(v)) for a, v in increase.items()},
                         "by_epsilon": {a: {f"{e:g}": float(np.mean(v[k * draws:(k + 1) * draws]))
@@ -103,12 +129,12 @@ def stability_points(space: AdapterSpace, x: np.ndarray, epsilons: Sequence[floa
 
 
 def influence(experiment: Experiment, solutions: Sequence[SeedSolutions], settings: Mapping[str, Any],
-              documents: Sequence[str]) -> Study:
+              documents: Sequence[str], pair: Pair = MISALIGNMENT) -> Study:
     plan = settings["influence"]
     fractions = [float(f) for f in plan["norm_fractions"]]
     groups, summary = [], []
     for sol in solutions:
-        space, general, narrow = open_pair(experiment, sol)
+        space, general, narrow = open_pair(experiment, sol, pair)
         scale = 0.5 * (space.delta_norm(general) + space.delta_norm(narrow))
         norms = [f * scale for f in fractions]
         rng = np.random.default_rng(10_000 + sol.seed)

@@ -1,9 +1,18 @@
-"""Claim em-7 (section 5): the pattern holds beyond misalignment. Not operationalised yet (its spec is a draft)."""
+"""Claim em-7 (section 5): the efficiency, stability and influence pattern holds for a trait that is not misalignment."""
 
 import pytest
 
+from claimkit.rules.declared import decide_rule
+
+from .evidence import with_study
+from .measures import combined
+
 
 @pytest.mark.claim("em-7")
-def test_the_pattern_holds_beyond_misalignment():
-    pytest.skip("em-7 is not operationalised yet: it needs a trait other than vulnerability (type hints, docstrings) "
-                "that the corpus varies within one domain; see fixtures/claims/emergent_misalignment.toml")
+def test_the_pattern_holds_beyond_misalignment(claim, manipulation, request):
+    claim.require_checks(manipulation)
+    studies = request.getfixturevalue("style_studies")
+    decision = decide_rule(claim.rule, combined(studies), paper_values=claim.paper_values)
+    for study in studies:
+        decision = with_study(decision, study.dataset, study.summary, claim.spec.analog)
+    claim.decide(decision)
