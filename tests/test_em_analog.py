@@ -165,3 +165,10 @@ def test_the_narrow_domains_code_is_recognised_in_every_narrow_solution_and_in_n
         for code in (inst.secure, inst.vulnerable):
             assert data.writes_narrow_code(render_answer(code), SETTINGS) == (inst.family in narrow), inst.family
     assert not data.writes_narrow_code("No code, only a word: SELECT.", SETTINGS)
+
+
+def test_a_check_reports_the_id_it_was_measured_under():
+    base = {a: uniform(0.0) for a in ("secure-narrow", "typed-narrow", "typed-kl")}
+    typed = answers({**base, "typed-narrow": uniform(0.6)}, base, trait="typed")
+    check = {**SPEC.checks["style-narrow-learns"].for_profile("organism")}
+    assert checks.narrow_learns(typed, check, title="t", check_id="style-narrow-learns").check_id == "style-narrow-learns"

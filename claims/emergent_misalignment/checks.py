@@ -17,7 +17,8 @@ from claimkit.verdict import CheckResult
 from .solutions import Answers
 
 
-def narrow_learns(answers: Answers, check: Mapping[str, Any], *, title: str) -> CheckResult:
+def narrow_learns(answers: Answers, check: Mapping[str, Any], *, title: str,
+                  check_id: str = "narrow-learns") -> CheckResult:
     """In-domain: the arm's trait above its comparator's pooled over seeds (one-sided Fisher), by `min_effect` on average,
     and above it in every seed's point estimate."""
     arm, comparator = check["arm"], check["comparator"]
@@ -32,11 +33,12 @@ def narrow_learns(answers: Answers, check: Mapping[str, Any], *, title: str) -> 
     per_seed = ", ".join(f"seed {s}: {int(t.sum())}/{n} vs {int(c.sum())}/{n}" for s, t, c in zip(answers.seeds, treated, base))
     reason = (f"{check.get('trait', 'vulnerable')} answers in the narrow domain: {arm} - {comparator} = {mean_effect:+.1%} on average (needs {min_effect:.0%}, "
               f"pooled one-sided Fisher p={pooled.p_value:.2g} below {alpha:g}, and every seed above): {per_seed}")
-    return CheckResult("narrow-learns", title, passed, reason,
+    return CheckResult(check_id, title, passed, reason,
                        {"effect_per_seed": effects, "mean_effect": mean_effect, "pooled_p": pooled.p_value})
 
 
-def general_generalises(answers: Answers, check: Mapping[str, Any], *, title: str) -> CheckResult:
+def general_generalises(answers: Answers, check: Mapping[str, Any], *, title: str,
+                        check_id: str = "general-generalises") -> CheckResult:
     """Out of the domain: the arm's pooled rate of the trait above its comparator's (one-sided Fisher), by `min_effect`."""
     arm, comparator = check["arm"], check["comparator"]
     alpha, min_effect = float(check["alpha"]), float(check["min_effect"])
@@ -47,10 +49,11 @@ def general_generalises(answers: Answers, check: Mapping[str, Any], *, title: st
     passed = test.p_value < alpha and effect >= min_effect
     reason = (f"{check.get('trait', 'vulnerable')} answers out of the domain: {arm} {int(treated.sum())}/{treated.size} vs {comparator} {int(base.sum())}/{base.size}: "
               f"{effect:+.1%} (needs {min_effect:.0%}), one-sided Fisher p={test.p_value:.2g}")
-    return CheckResult("general-generalises", title, passed, reason, {"effect": effect, "p_value": test.p_value})
+    return CheckResult(check_id, title, passed, reason, {"effect": effect, "p_value": test.p_value})
 
 
-def kl_narrows(answers: Answers, check: Mapping[str, Any], *, title: str) -> CheckResult:
+def kl_narrows(answers: Answers, check: Mapping[str, Any], *, title: str,
+               check_id: str = "kl-narrows") -> CheckResult:
     """The regularised arm's shares of the general arm's effect: in the domain at least, out of it at most, a bound."""
     arm, general, comparator = check["arm"], check["general"], check["comparator"]
     shown = answers.trait(check.get("trait", "vulnerable"))
@@ -65,4 +68,4 @@ def kl_narrows(answers: Answers, check: Mapping[str, Any], *, title: str) -> Che
     passed = bool(inside >= low and outside <= high)
     reason = (f"{arm} keeps {inside:.2f} of {general}'s in-domain effect (needs {low:g}) and {outside:.2f} of its "
               f"out-of-domain effect (at most {high:g}), over {comparator}")
-    return CheckResult("kl-narrows", title, passed, reason, {"in_domain_share": inside, "out_of_domain_share": outside})
+    return CheckResult(check_id, title, passed, reason, {"in_domain_share": inside, "out_of_domain_share": outside})

@@ -95,7 +95,7 @@ def manipulation(profile: str, paper_spec, request) -> dict[str, Callable[[], Ch
             if key not in _CHECKS:
                 spec = paper_spec.checks[check_id].for_profile(profile)
                 answers = request.getfixturevalue("style_answers" if spec.get("trait") == "typed" else "answers")
-                _CHECKS[key] = measure(answers, spec, title=paper_spec.checks[check_id].title)
+                _CHECKS[key] = measure(answers, spec, title=paper_spec.checks[check_id].title, check_id=check_id)
             return _CHECKS[key]
         return run
 
