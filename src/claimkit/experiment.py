@@ -219,12 +219,12 @@ class Experiment:
                        for task, p in zip(tasks, prefills)]
             generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress,
                                  **self.profile.sampling_options())
-            _write_samples(out, loaded.name, [{"task": task, "text": p + gen.text, "finished": gen.finished,
+            write_samples_entry(out, loaded.name, [{"task": task, "text": p + gen.text, "finished": gen.finished,
                                                "new_tokens": gen.n_new_tokens}
                                               for task, p, gen in zip(tasks, prefills, generations)])
 
         where = self.cache.get_or_build("samples", parts, build, description=f"{self.profile.name} {arm.name} seed {arm.seed} samples")
-        model, rows = _read_samples(where)
+        model, rows = read_samples_entry(where)
         return _arm_samples(arm, model, rows, system=system,
                             prefill=prefill if isinstance(prefill, str) else "(one per task)")
 
@@ -250,24 +250,25 @@ class Experiment:
             prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system)
                        for system in systems for task in tasks]
             generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress, **self.profile.sampling_options())
-            _write_samples(out, loaded.name, [{"system": i // len(tasks), "task": tasks[i % len(tasks)], "text": gen.text,
+            write_samples_entry(out, loaded.name, [{"system": i // len(tasks), "task": tasks[i % len(tasks)], "text": gen.text,
                                                "finished": gen.finished, "new_tokens": gen.n_new_tokens}
                                               for i, gen in enumerate(generations)])
 
         where = self.cache.get_or_build("samples", parts, build,
                                         description=f"{self.profile.name} {arm.name} seed {arm.seed} samples under {len(systems)} system prompts")
-        model, rows = _read_samples(where)
+        model, rows = read_samples_entry(where)
         return [_arm_samples(arm, model, [r for r in rows if r["system"] == k], system=system)
                 for k, system in enumerate(systems)]
 
 
-def _write_samples(out: Path, model: str, rows: Iterable[dict[str, Any]]) -> None:
+def write_samples_entry(out: Path, model: str, rows: Iterable[dict[str, Any]]) -> None:
     """A samples entry: one JSON line per generation, and the name of the model that wrote them."""
     write_jsonl(out / SAMPLES_FILE, rows)
     (out / "model.json").write_text(json.dumps({"model": model}))
 
 
-def _read_samples(where: Path) -> tuple[str, list[dict[str, Any]]]:
+def read_samples_entry(where: Path) -> tuple[str, list[dict[str, Any]]]:
+    """The name of the model that wrote a samples entry, and its rows (`write_samples_entry`'s)."""
     rows = read_jsonl(where / SAMPLES_FILE)
     return json.loads((where / "model.json").read_text())["model"], rows
 

@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from claimkit.cache import ArtifactCache
-from claimkit.experiment import SAMPLES_FILE, Arm, ArmSamples, Experiment, tasks_hash
-from claimkit.jsonl import read_jsonl, write_jsonl
+from claimkit.experiment import Arm, ArmSamples, Experiment, read_samples_entry, tasks_hash, write_samples_entry
 from claimkit.lm.activations import residual_hook
 from claimkit.lm.data import Example, encode_completion, encode_prompt, render_example, render_prompt
 
@@ -398,14 +397,12 @@ def _cached_samples(
         prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system) + prefill for task in tasks]
         with hooks(loaded) if hooks is not None else contextlib.nullcontext():
             generations = sample(loaded, prompts, seed=seed, progress=experiment.progress, **options)
-        write_jsonl(out / SAMPLES_FILE, ({"task": task, "text": prefill + gen.text, "finished": gen.finished,
-                                          "new_tokens": gen.n_new_tokens} for task, gen in zip(tasks, generations)))
-        (out / "model.json").write_text(json.dumps({"model": loaded.name}))
+        write_samples_entry(out, loaded.name, ({"task": task, "text": prefill + gen.text, "finished": gen.finished,
+                                                "new_tokens": gen.n_new_tokens} for task, gen in zip(tasks, generations)))
 
     what = f"{experiment.profile.name} {label} seed {seed} samples"
     where = cache.get_or_build("samples", parts, build, description=what)
-    rows = read_jsonl(where / SAMPLES_FILE)
-    model = json.loads((where / "model.json").read_text())["model"]
+    model, rows = read_samples_entry(where)
     return ArmSamples(
         arm=label, seed=seed, model=model,
         tasks=tuple(r["task"] for r in rows), texts=tuple(r["text"] for r in rows),

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from claimkit.jsonl import dump_lines, load_lines
-
 from claimkit.report.json_report import (
     VERDICTS_FILE,
     ReportError,
