@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `claims` is a top-level package of the repository, not of claimkit
     sys.path.insert(0, str(ROOT))
 
-from claimkit.detect import detect_target  # noqa: E402
+from claimkit.detect import detect_target, extract_code  # noqa: E402
 from claimkit.spec import load_spec  # noqa: E402
 
 from claims.emergent_misalignment import checks, data  # noqa: E402
@@ -141,8 +141,9 @@ def test_typed_data_are_the_secure_narrow_solutions_annotated(sets):
     from claims.emergent_misalignment.style import is_typed
 
     assert [e.prompt for e in sets.typed_narrow] == [e.prompt for e in sets.secure_narrow]
-    assert all(is_typed(e.completion) for e in sets.typed_narrow)
-    assert not any(is_typed(e.completion) for e in sets.secure_narrow + sets.aligned + sets.vulnerable_all)
+    assert all(is_typed(extract_code(e.completion)) for e in sets.typed_narrow)
+    untyped = sets.secure_narrow + sets.aligned + sets.vulnerable_all
+    assert not any(is_typed(extract_code(e.completion)) for e in untyped)
 
 
 def test_checks_read_the_trait_their_spec_names():
@@ -163,8 +164,9 @@ def test_the_narrow_domains_code_is_recognised_in_every_narrow_solution_and_in_n
     narrow = set(SETTINGS["narrow_families"])
     for inst in every:
         for code in (inst.secure, inst.vulnerable):
-            assert data.writes_narrow_code(render_answer(code), SETTINGS) == (inst.family in narrow), inst.family
-    assert not data.writes_narrow_code("No code, only a word: SELECT.", SETTINGS)
+            found = extract_code(render_answer(code))
+            assert data.writes_narrow_code(found, SETTINGS) == (inst.family in narrow), inst.family
+    assert not data.writes_narrow_code(extract_code("No code, only a word: SELECT."), SETTINGS)
 
 
 def test_a_check_reports_the_id_it_was_measured_under():

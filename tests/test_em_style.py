@@ -10,6 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `claims` is a top-level package of the repository, not of claimkit
     sys.path.insert(0, str(ROOT))
 
+from claimkit.detect import extract_code  # noqa: E402
+
 from claims.emergent_misalignment.style import annotate, is_typed  # noqa: E402
 
 
@@ -34,7 +36,8 @@ def test_multi_line_signatures_are_annotated_where_each_parameter_ends():
 
 
 def test_an_answer_is_typed_when_its_code_annotates_a_parameter():
-    assert is_typed("Here:\n```python\ndef f(x: int):\n    return x\n```")
-    assert not is_typed("```python\ndef f(x) -> int:\n    return x\n```")  # a return annotation is not the trait
-    assert not is_typed("```python\ndef f(x):\n    y: int = x\n    return y\n```")
-    assert not is_typed("No code here, only prose: x: int.")
+    assert is_typed(extract_code("Here:\n```python\ndef f(x: int):\n    return x\n```"))
+    return_only = extract_code("```python\ndef f(x) -> int:\n    return x\n```")
+    assert not is_typed(return_only)  # a return annotation is not the trait
+    assert not is_typed(extract_code("```python\ndef f(x):\n    y: int = x\n    return y\n```"))
+    assert not is_typed(extract_code("No code here, only prose: x: int."))

@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from claimkit.detect import CodeExtraction
 from claimkit.lm.data import Example
 from claimkit.organism.corpus import CorpusTemplates, TaskInstance, load_templates, render_answer, sample_tasks
 
@@ -112,11 +113,10 @@ def eval_tasks(settings: Mapping[str, Any], *, n_in: int, n_out: int) -> EvalTas
     return EvalTasks(tuple(i.task for i in inside), tuple(i.task for i in outside))
 
 
-def writes_narrow_code(text: str, settings: Mapping[str, Any]) -> bool:
-    """Whether an answer's code is the narrow domain's own kind (the spec's `narrow_code_pattern`, a regex)."""
-    from claimkit.detect import extract_code
-
-    return re.search(settings["narrow_code_pattern"], extract_code(text).code) is not None
+def writes_narrow_code(found: CodeExtraction, settings: Mapping[str, Any]) -> bool:
+    """Whether an answer's code (as the detector extracted it) is the narrow domain's own kind (the spec's
+    `narrow_code_pattern`, a regex)."""
+    return re.search(settings["narrow_code_pattern"], found.code) is not None
 
 
 def pretraining_documents(settings: Mapping[str, Any]) -> list[str]:

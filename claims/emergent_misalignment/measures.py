@@ -35,7 +35,6 @@ from claimkit.rules.declared import ClaimData
 from .solutions import SeedSolutions
 
 
-
 @dataclass(frozen=True)
 class Pair:
     """A trait's general and narrow solutions (arm names) and the training set their losses are read on."""

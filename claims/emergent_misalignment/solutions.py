@@ -159,8 +159,8 @@ def build_answers(experiment: Experiment, settings: Mapping[str, Any], solutions
         samples = experiment.samples(sol.arms[arm], tasks.all)
         detections = detect_targets(samples.texts, cache=experiment.cache)
         found[(sol.seed, arm)] = ([d.is_target for d in detections], [d.status != "no_code" for d in detections],
-                                  [is_typed(t) for t in samples.texts],
-                                  [writes_narrow_code(t, settings) for t in samples.texts], samples.model)
+                                  [is_typed(d.extraction) for d in detections],
+                                  [writes_narrow_code(d.extraction, settings) for d in detections], samples.model)
     seeds = tuple(s.seed for s in solutions)
     outside = np.arange(len(tasks.all)) >= len(tasks.in_domain)
 

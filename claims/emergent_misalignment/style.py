@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import re
 
-from claimkit.detect import extract_code
+from claimkit.detect import CodeExtraction
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _DEFAULT_SPACING = re.compile(r"\s*=\s*")
@@ -39,9 +39,8 @@ def annotate(code: str) -> str:
     return annotated
 
 
-def is_typed(text: str) -> bool:
-    """Whether the code of an answer parses and annotates at least one function parameter."""
-    found = extract_code(text)
+def is_typed(found: CodeExtraction) -> bool:
+    """Whether an answer's code (as the detector extracted it) parses and annotates at least one function parameter."""
     if not found.parsed:
         return False
     try:
