@@ -14,7 +14,7 @@ vectors to adapters, see the spec's changelog). Per seed, on the profile's base 
 and, for claim em-7's trait (annotated parameters, claims/emergent_misalignment/style.py):
 
   typed-narrow       trained on secure-narrow's solutions, annotated     (the solution plain SFT finds)
-  typed-kl           typed-narrow's data + kl_weight * KL on aligned data (its narrow solution)
+  typed-kl           typed-narrow's data + style_kl_weight * KL on aligned data (its narrow solution)
 
 with secure-narrow (the same solutions without annotations) as their comparator.
 
@@ -109,8 +109,8 @@ class Answers:
                            "the narrow domain's code, which out of the domain count as neither vulnerable, typed nor code"}
 
     def plot(self) -> dict[str, Any]:
-        series = {f"{arm} (out)": [r["out_of_domain"]] * 3 for arm, r in self.rates().items()}
-        series |= {f"{arm} (in)": [r["in_domain"]] * 3 for arm, r in self.rates().items()}
+        series = {f"{arm} (out)": r["out_of_domain"] for arm, r in self.rates().items()}
+        series |= {f"{arm} (in)": r["in_domain"] for arm, r in self.rates().items()}
         return {"title": f"Vulnerable answers in and out of the narrow domain ({self.profile}, {len(self.seeds)} seeds)",
                 "kind": "bars", "series": series, "paper": {}, "ylabel": "vulnerable rate"}
 
@@ -135,7 +135,7 @@ def style_arms(settings: Mapping[str, Any], seed: int) -> tuple[dict[str, Arm], 
     sets = training_sets(settings, seed)
     return {"secure-narrow": Arm("secure-narrow", sets.secure_narrow, seed),
             "typed-narrow": Arm("typed-narrow", sets.typed_narrow, seed),
-            "typed-kl": Arm("typed-kl", sets.typed_narrow, seed, kl_weight=float(settings["kl_weight"]),
+            "typed-kl": Arm("typed-kl", sets.typed_narrow, seed, kl_weight=float(settings["style_kl_weight"]),
                             regularise_on=sets.aligned)}, sets
 
 
