@@ -43,7 +43,7 @@ def write(tmp_path: Path, text: str, name: str = "p") -> Path:
 
 def test_shipped_profiles_load():
     profiles = load_profiles(PROFILES)
-    assert set(profiles) == {"organism", "smollm2-135m", "paper", "gemma3-270m"}
+    assert set(profiles) == {"organism", "smollm2-135m", "paper", "gemma3-270m", "qwen2.5-14b-instruct"}
 
     organism = profiles["organism"]
     assert (organism.kind, organism.format, organism.needs_gpu) == ("organism", "completion", False)
