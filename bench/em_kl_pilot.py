@@ -3,7 +3,7 @@
 Spec version 4 chose each profile's KL weight from training quantities (bench/em_lora_pilot.py:
 a tenth of the plain adapter's KL, half its loss reduction kept). On SmolLM2 that weight (3)
 kept 0.90 of the loss reduction but only 0.13 of the plain adapter's in-domain vulnerable
-effect and 0.14 of its annotation effect (reports/gpu-20261207b-smollm2/): most of a code
+effect and 0.14 of its annotation effect (reports/gpu-20261207-smollm2-rerun/): most of a code
 fine-tune's loss reduction is the answers' format, not the trait, so the KL arm learned the
 format and little of the trait, and the manipulation checks kl-narrows / style-kl-narrows
 failed on their in-domain half.
@@ -18,7 +18,7 @@ Criterion, fixed before this ran, per trait (vulnerable code; annotated paramete
 The largest such weight, because the KL term is what makes a solution narrow if anything does
 (the paper: lambda about 1e5), and keeping half the in-domain learning is what the checks require.
 
-    python bench/em_kl_pilot.py --profile smollm2-135m --seed 99 --kl-weights 0.01,0.03,0.1,0.3,1,3 [--traits typed]
+    python bench/em_kl_pilot.py --profile smollm2-135m --seed 99 --kl-weights 0.03,0.1,0.3,1 [--traits typed]
 """
 
 from __future__ import annotations
