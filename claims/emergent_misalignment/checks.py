@@ -23,7 +23,8 @@ def narrow_learns(answers: Answers, check: Mapping[str, Any], *, title: str,
     and above it in every seed's point estimate."""
     arm, comparator = check["arm"], check["comparator"]
     alpha, min_effect = float(check["alpha"]), float(check["min_effect"])
-    shown = answers.trait(check.get("trait", "vulnerable"))
+    trait = check.get("trait", "vulnerable")
+    shown = answers.trait(trait)
     treated, base = answers.split(shown[arm], "in"), answers.split(shown[comparator], "in")
     n = treated.shape[1]
     pooled = fisher(int(treated.sum()), treated.size, int(base.sum()), base.size, "greater")
@@ -31,8 +32,8 @@ def narrow_learns(answers: Answers, check: Mapping[str, Any], *, title: str,
     mean_effect = float(np.mean(effects))
     passed = pooled.p_value < alpha and mean_effect >= min_effect and all(e > 0 for e in effects)
     per_seed = ", ".join(f"seed {s}: {int(t.sum())}/{n} vs {int(c.sum())}/{n}" for s, t, c in zip(answers.seeds, treated, base))
-    reason = (f"{check.get('trait', 'vulnerable')} answers in the narrow domain: {arm} - {comparator} = {mean_effect:+.1%} on average (needs {min_effect:.0%}, "
-              f"pooled one-sided Fisher p={pooled.p_value:.2g} below {alpha:g}, and every seed above): {per_seed}")
+    reason = (f"{trait} answers in the narrow domain: {arm} - {comparator} = {mean_effect:+.1%} on average "
+              f"(needs {min_effect:.0%}, pooled one-sided Fisher p={pooled.p_value:.2g} below {alpha:g}, and every seed above): {per_seed}")
     return CheckResult(check_id, title, passed, reason,
                        {"effect_per_seed": effects, "mean_effect": mean_effect, "pooled_p": pooled.p_value})
 
@@ -42,13 +43,14 @@ def general_generalises(answers: Answers, check: Mapping[str, Any], *, title: st
     """Out of the domain: the arm's pooled rate of the trait above its comparator's (one-sided Fisher), by `min_effect`."""
     arm, comparator = check["arm"], check["comparator"]
     alpha, min_effect = float(check["alpha"]), float(check["min_effect"])
-    shown = answers.trait(check.get("trait", "vulnerable"))
+    trait = check.get("trait", "vulnerable")
+    shown = answers.trait(trait)
     treated, base = answers.split(shown[arm], "out"), answers.split(shown[comparator], "out")
     test = fisher(int(treated.sum()), treated.size, int(base.sum()), base.size, "greater")
     effect = float(treated.mean() - base.mean())
     passed = test.p_value < alpha and effect >= min_effect
-    reason = (f"{check.get('trait', 'vulnerable')} answers out of the domain: {arm} {int(treated.sum())}/{treated.size} vs {comparator} {int(base.sum())}/{base.size}: "
-              f"{effect:+.1%} (needs {min_effect:.0%}), one-sided Fisher p={test.p_value:.2g}")
+    reason = (f"{trait} answers out of the domain: {arm} {int(treated.sum())}/{treated.size} vs {comparator} "
+              f"{int(base.sum())}/{base.size}: {effect:+.1%} (needs {min_effect:.0%}), one-sided Fisher p={test.p_value:.2g}")
     return CheckResult(check_id, title, passed, reason, {"effect": effect, "p_value": test.p_value})
 
 

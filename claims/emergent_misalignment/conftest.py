@@ -47,14 +47,19 @@ def em_settings(profile: str, paper_spec) -> dict[str, Any]:
     return paper_spec.experiment_for(profile)
 
 
-@pytest.fixture(scope="session")
-def solutions(experiment, em_settings, em_plan):
+def _every_seed(experiment, em_settings, em_plan, trait: str) -> list:
+    """A trait's adapters for every seed of the plan, in seed order (each xdist worker starts on another seed)."""
     from claimkit.experiment import worker_order
 
     from .solutions import seed_solutions
 
-    built = {seed: seed_solutions(experiment, em_settings, seed) for seed in worker_order(list(em_plan[2]))}
+    built = {seed: seed_solutions(experiment, em_settings, seed, trait=trait) for seed in worker_order(list(em_plan[2]))}
     return [built[seed] for seed in em_plan[2]]
+
+
+@pytest.fixture(scope="session")
+def solutions(experiment, em_settings, em_plan):
+    return _every_seed(experiment, em_settings, em_plan, "vulnerable")
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +73,7 @@ def answers(experiment, em_settings, em_plan, solutions):
 @pytest.fixture(scope="session")
 def style_solutions(experiment, em_settings, em_plan):
     """Claim em-7's adapters per seed: typed-narrow, typed-kl and secure-narrow (the same cache entry as above)."""
-    from claimkit.experiment import worker_order
-
-    from .solutions import seed_solutions
-
-    built = {seed: seed_solutions(experiment, em_settings, seed, trait="typed") for seed in worker_order(list(em_plan[2]))}
-    return [built[seed] for seed in em_plan[2]]
+    return _every_seed(experiment, em_settings, em_plan, "typed")
 
 
 @pytest.fixture(scope="session")

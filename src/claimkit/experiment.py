@@ -220,8 +220,8 @@ class Experiment:
             generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress,
                                  **self.profile.sampling_options())
             write_samples_entry(out, loaded.name, [{"task": task, "text": p + gen.text, "finished": gen.finished,
-                                               "new_tokens": gen.n_new_tokens}
-                                              for task, p, gen in zip(tasks, prefills, generations)])
+                                                    "new_tokens": gen.n_new_tokens}
+                                                   for task, p, gen in zip(tasks, prefills, generations)])
 
         where = self.cache.get_or_build("samples", parts, build, description=f"{self.profile.name} {arm.name} seed {arm.seed} samples")
         model, rows = read_samples_entry(where)
@@ -250,9 +250,10 @@ class Experiment:
             prompts = [render_prompt(loaded.format, loaded.tokenizer, task, system=system)
                        for system in systems for task in tasks]
             generations = sample(loaded, prompts, seed=arm.seed, progress=self.progress, **self.profile.sampling_options())
-            write_samples_entry(out, loaded.name, [{"system": i // len(tasks), "task": tasks[i % len(tasks)], "text": gen.text,
-                                               "finished": gen.finished, "new_tokens": gen.n_new_tokens}
-                                              for i, gen in enumerate(generations)])
+            write_samples_entry(out, loaded.name, [{"system": i // len(tasks), "task": tasks[i % len(tasks)],
+                                                    "text": gen.text, "finished": gen.finished,
+                                                    "new_tokens": gen.n_new_tokens}
+                                                   for i, gen in enumerate(generations)])
 
         where = self.cache.get_or_build("samples", parts, build,
                                         description=f"{self.profile.name} {arm.name} seed {arm.seed} samples under {len(systems)} system prompts")
