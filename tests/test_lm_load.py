@@ -6,13 +6,21 @@ Gemma-2 models saved to disk) are shared by the other tests/test_lm_*.py files.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-from claimkit.lm.device import ModelLoadError, choose_dtype, friendly_errors, reproducible_attention, require_package
+from claimkit.lm.device import (
+    ModelLoadError,
+    choose_dtype,
+    friendly_errors,
+    reproducible_attention,
+    require_package,
+    require_versions,
+)
 from claimkit.lm.load import LoadedModel, ModelInfo, describe_model, load_model, locate_gguf
 from claimkit.lm.profiles import Profile, parse_profile_file
 
@@ -508,3 +516,21 @@ def test_out_of_memory_becomes_advice():
 def test_missing_optional_package_names_the_pip_command():
     with pytest.raises(ModelLoadError, match="reading X needs the package 'no-such-pkg'.*pip install no-such-pkg"):
         require_package("claimkit_no_such_module", "no-such-pkg", "reading X")
+
+
+def test_unmet_version_requirements_name_the_installed_version_and_the_fix():
+    require_versions(["pytest>=1", "torch"], "profile 'p'")  # met: nothing raised
+    with pytest.raises(ModelLoadError) as info:
+        require_versions(["pytest<1", "pytest>=1", "claimkit-no-such-dist>=2"], "profile 'p'")
+    message = str(info.value)
+    assert f"pytest<1 (installed: {pytest.__version__})" in message
+    assert "claimkit-no-such-dist>=2 (not installed)" in message
+    assert "pytest>=1 (" not in message  # the one that is met is not listed as unmet
+    assert "pip install -U 'pytest<1' 'pytest>=1' 'claimkit-no-such-dist>=2'" in message
+
+
+def test_a_profile_whose_requirements_are_unmet_is_refused_before_loading(tmp_path, model_dirs):
+    profile = hub_profile(tmp_path, str(model_dirs[0]))
+    profile = dataclasses.replace(profile, requires=("transformers<1",))
+    with pytest.raises(ModelLoadError, match=r"profile 'tiny' needs transformers<1 \(installed: "):
+        load_model(profile, device="cpu")

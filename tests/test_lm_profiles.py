@@ -119,6 +119,8 @@ def test_per_role_format_override(tmp_path):
         (("batch_size = 4", "batch_size = 4\nsampler = \"vllm\""), "field 'sampling.sampler' must be one of generate, fast"),
         (("batch_size = 4", "batch_size = 4\nsampler = \"fast\"\ncompile = 1"), "field 'sampling.compile' must be a boolean"),
         (("batch_size = 4", "batch_size = 4\ncompile = true"), "'sampling.compile' applies to sampler = \"fast\" only"),
+        (("needs_gpu = false", "needs_gpu = false\nrequires = [\"transformers >>= 5\"]"), "field 'requires' must list pip requirements"),
+        (("needs_gpu = false", "needs_gpu = false\nrequires = \"transformers>=5\""), "field 'requires' must be a list"),
     ],
 )
 def test_malformed_profiles_name_file_and_field(tmp_path, change, message):
@@ -172,3 +174,10 @@ def test_fast_sampler_settings_are_accepted(tmp_path):
     assert (options["sampler"], options["compile"], options["batch_size"]) == ("fast", True, 4)
     default = parse_profile_file(write(tmp_path, MINIMAL_HUB, name="plain")).sampling_options()
     assert (default["sampler"], default["compile"], default["cache_implementation"]) == ("generate", False, None)
+
+
+def test_requires_is_read_and_defaults_to_nothing(tmp_path):
+    assert parse_profile_file(write(tmp_path, MINIMAL_HUB)).requires == ()
+    text = MINIMAL_HUB.replace("needs_gpu = false", 'needs_gpu = false\nrequires = ["transformers>=5.23", "peft"]')
+    assert parse_profile_file(write(tmp_path, text)).requires == ("transformers>=5.23", "peft")
+    assert load_profile("gemma3-270m", PROFILES).requires == ("transformers>=5.23",)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 class ModelLoadError(RuntimeError):
@@ -116,6 +116,31 @@ def require_package(module: str, pip_name: str, why: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise ModelLoadError(f"{why} needs the package {pip_name!r}, which is not installed: pip install {pip_name}")
+
+
+def require_versions(requirements: Sequence[str], why: str) -> None:
+    """Raise a ModelLoadError naming every requirement the installed packages do not meet, and the fix.
+
+    For what a model needs beyond claimkit's own dependencies (a profile's `requires`): an
+    older release may load the model without complaint and still read it wrong.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    unmet = []
+    for text in requirements:
+        requirement = Requirement(text)
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            unmet.append(f"{text} (not installed)")
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{text} (installed: {installed})")
+    if unmet:
+        quoted = " ".join(f"'{text}'" for text in requirements)
+        raise ModelLoadError(f"{why} needs {', '.join(unmet)}: pip install -U {quoted}")
 
 
 @contextlib.contextmanager

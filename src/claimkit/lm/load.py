@@ -27,6 +27,7 @@ from claimkit.lm.device import (
     friendly_errors,
     reproducible_attention,
     require_package,
+    require_versions,
 )
 from claimkit.lm.profiles import Profile
 
@@ -112,6 +113,7 @@ def _open(
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
     what = f"loading the {role} model of profile {profile.name!r}"
+    require_versions(profile.requires, f"profile {profile.name!r}")
     with friendly_errors(what):
         if profile.kind == "organism":
             name, where, artifact, model, tokenizer = _load_organism(profile, cache, device, dtype, ensure_organism, weights)

@@ -26,7 +26,7 @@ KINDS = ("organism", "gguf", "hub")
 FORMATS = ("completion", "chat")
 ROLES = ("behaviour", "mechanism")
 _TOP_LEVEL = {
-    "name", "description", "about", "kind", "format", "needs_gpu", "models",
+    "name", "description", "about", "kind", "format", "needs_gpu", "requires", "models",
     "lora", "finetune", "sampling", "activations", "sae", "organism",
 }  # fmt: skip
 
@@ -55,6 +55,7 @@ class Profile:
     raw: Mapping[str, Any]  # the whole parsed file, e.g. raw["organism"]
     path: Path | None = None  # the file it came from; relative paths in it are relative to its folder
     description: str = ""
+    requires: tuple[str, ...] = ()  # pip requirements its model needs beyond claimkit's, e.g. "transformers>=5.22"
 
     def __hash__(self) -> int:  # the tables are dicts; a profile is identified by its name and file
         return hash((self.name, self.path))
@@ -131,6 +132,7 @@ def _parse(file: Path, data: dict[str, Any]) -> Profile:
     kind = _choice(data, "kind", KINDS, where)
     fmt = _choice(data, "format", FORMATS, where)
     needs_gpu = _get(data, "needs_gpu", bool, where, required=True)
+    requires = _requirements(data, where)
 
     models = _get(data, "models", dict, where, default={})
     for role, source in models.items():
@@ -200,7 +202,22 @@ def _parse(file: Path, data: dict[str, Any]) -> Profile:
         raw=data,
         path=file.resolve(),
         description=_get(data, "description", str, where, default=""),
+        requires=requires,
     )
+
+
+def _requirements(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """The profile's `requires` list, each entry a valid pip requirement such as "transformers>=5.22"."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    entries = _get(data, "requires", list, where, default=[])
+    for entry in entries:
+        try:
+            Requirement(entry if isinstance(entry, str) else "")
+        except InvalidRequirement:
+            raise ProfileError(f"{where}: field 'requires' must list pip requirements such as "
+                               f"\"transformers>=5.22\", got {entry!r}") from None
+    return tuple(entries)
 
 
 def _check_source(file: str, field_name: str, kind: str, role: str, source: Any) -> None:
