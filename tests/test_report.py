@@ -396,6 +396,20 @@ def test_reports_show_provenance_and_what_breaks_the_lock(tmp_path):
         assert text in html, text
 
 
+def test_a_report_written_where_no_verdict_ran_says_so(tmp_path):
+    """Under xdist the controller writes the report on the CPU while the workers ran on a GPU."""
+    gpu = {**PROVENANCE["device"], "gpu": {"name": "NVIDIA H100 80GB HBM3", "driver": "580", "cuda": "13.0"}}
+    verdicts = [registered(make_verdict("c-1"), provenance={**PROVENANCE, "device": gpu})]
+    run = {k: v for k, v in PROVENANCE.items() if not k.startswith("claim_")}
+    md = (write_run(tmp_path / "split", verdicts, command="pytest", claimkit_version="1", provenance=run).run_dir
+          / "report.md").read_text()  # fmt: skip
+    assert "(the process that wrote the report, not where any verdict ran)" in md
+    same = [registered(make_verdict("c-1"))]
+    md = (write_run(tmp_path / "same", same, command="pytest", claimkit_version="1", provenance=run).run_dir
+          / "report.md").read_text()  # fmt: skip
+    assert "- device (report): CPU Xeon (2 cores)\n" in md and "not where any verdict ran" not in md
+
+
 def test_a_claim_decided_under_a_rule_changed_after_a_result_is_flagged_for_good(tmp_path):
     def run(claim_hash, profile="organism", outcome=Outcome.SUPPORTED):
         return write_run(tmp_path, [registered(make_verdict("c-1", outcome, profile=profile), claim_hash=claim_hash)],

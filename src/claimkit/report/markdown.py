@@ -111,9 +111,12 @@ def provenance_facts(document: RunDocument) -> list[tuple[str, str]]:
     if code:
         facts.append(("claim code", "; ".join(code)))
     facts.append(("packages", versions_text(every[0])))
-    if run.get("device"):
-        facts.append(("device (report)", describe_device(run["device"])))
     devices = sorted({describe_device(p.get("device")) for p in records})
+    if run.get("device"):
+        writer = describe_device(run["device"])
+        if devices and writer not in devices:  # under xdist the controller, which runs no model, writes the report
+            writer += " (the process that wrote the report, not where any verdict ran)"
+        facts.append(("device (report)", writer))
     if devices:
         facts.append(("device (verdicts)", "; ".join(devices)))
     locked = [v for v in document.verdicts if v.preregistered is not None]
