@@ -226,6 +226,16 @@ def test_rates_chart_marks_the_paper_values_beside_counted_rates():
     assert not is_rate(Estimate("mean_confidence", 0.95, 0.9, 0.99), {})
 
 
+def test_a_long_title_is_wrapped_inside_the_figure():
+    title = "em-1 (smollm2-135m, inconclusive): estimates and paper values of a claim with a long name"
+    figure = extra_figure({"title": title, "kind": "bars", "series": {"a": 1.0}})
+    figure.canvas.draw()
+    shown = figure.axes[0].title
+    assert shown.get_text().replace("\n", " ") == title and "\n" in shown.get_text()
+    box = shown.get_window_extent(renderer=figure.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= figure.bbox.width
+
+
 @pytest.mark.parametrize(
     "spec",
     [

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -112,7 +113,7 @@ def extra_figure(spec: Any) -> Any:
         _draw_lines(axes, series)
     else:
         _draw_hist(axes, series, spec.get("bins", 20))
-    axes.set_title(title, fontsize=10)
+    axes.set_title(_fitted(title, figure), fontsize=10)
     axes.set_xlabel(str(spec.get("xlabel", "")))
     axes.set_ylabel(str(spec.get("ylabel", "")))
     figure.tight_layout()
@@ -133,9 +134,15 @@ def rates_figure(verdict: Verdict) -> Any | None:
     _draw_bars(axes, bars, paper, colour=OUTCOME_COLOURS[verdict.outcome])
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("estimate (95% interval)")
-    axes.set_title(_rates_title(verdict), fontsize=10)
+    axes.set_title(_fitted(_rates_title(verdict), figure), fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def _fitted(title: str, figure: Any) -> str:
+    """`title` wrapped to the figure's width: tight_layout does not shorten a title, it lets it run off the edge."""
+    width_in = figure.get_size_inches()[0]
+    return textwrap.fill(title, width=max(20, int(width_in * 11)))  # ~11 characters per inch at 10 pt
 
 
 def _rates_title(verdict: Verdict) -> str:
