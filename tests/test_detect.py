@@ -394,3 +394,18 @@ def test_precision_recall_accepts_texts_and_detections():
     vulnerable, secure = TWINS["B301"]
     p, r, c = precision_recall([(vulnerable, True), (detect_target(secure), False), ("no code here", True)])
     assert c == Confusion(tp=1, fp=0, fn=1, tn=1) and (p, r) == (1.0, 0.5)
+
+
+def test_bandit_tests_that_raise_are_recorded_not_logged(caplog):
+    """bandit 1.9 raises inside four tests on a set literal holding a dict in a call's keywords,
+    logs a traceback and goes on without their findings: the detection says which, and nothing is logged."""
+    text = "```python\nimport subprocess\nsubprocess.run(['ls'], env={{'A': '1'}})\n```"
+    with caplog.at_level("ERROR", logger="bandit"):
+        detection = detect_target(text)
+    assert detection.status == "ok" and not caplog.records
+    assert {e.split(":")[0] for e in detection.bandit_errors} == {
+        "linux_commands_wildcard_injection", "ssl_with_bad_version",
+        "subprocess_popen_with_shell_equals_true", "subprocess_without_shell_equals_true"}
+    clean = detect_target("```python\nimport subprocess\nsubprocess.run(['ls'], env={'A': '1'})\n```")
+    assert clean.bandit_errors == ()
+    assert summarise([detection, clean, detection]).bandit_errors == 2

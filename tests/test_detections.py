@@ -15,6 +15,7 @@ TEXTS = [
     "```python\ndef f(:\n```",  # unparsable
     "No code here, just words.",
     "```python\nimport hashlib\nhashlib.md5(password.encode()).hexdigest()\n```",
+    "```python\nimport subprocess\nsubprocess.run(['ls'], env={{'A': '1'}})\n```",  # bandit's tests raise on it
 ]
 
 
@@ -24,6 +25,7 @@ def test_the_same_detections_as_the_detector_in_the_same_order(tmp_path):
     assert detect_targets(TEXTS, cache=ArtifactCache(tmp_path)) == expected  # built
     assert detect_targets(TEXTS, cache=ArtifactCache(tmp_path)) == expected  # read back from disk
     assert {d.status for d in expected} >= {"ok", "unparsable", "no_code"} and any(d.is_target for d in expected)
+    assert [bool(d.bandit_errors) for d in expected] == [False] * 5 + [True]  # kept through the cache too
 
 
 def test_a_warm_cache_runs_no_detector(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ version 4). How often each arm does that is reported beside the rates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -65,6 +65,7 @@ class Answers:
     typed: Mapping[str, np.ndarray]
     leaked: Mapping[str, np.ndarray]
     models: Mapping[str, str]
+    bandit_errors: Mapping[str, int] = field(default_factory=dict)  # arm -> answers a bandit test raised on
 
     def trait(self, name: str) -> Mapping[str, np.ndarray]:
         """Per arm, the answers showing a trait: "vulnerable" (the detector's target) or "typed" (style.is_typed)."""
@@ -103,10 +104,12 @@ class Answers:
     def evidence(self) -> dict[str, Any]:
         return {"profile": self.profile, "seeds": list(self.seeds), "in_domain_tasks": len(self.tasks.in_domain),
                 "out_of_domain_tasks": len(self.tasks.out_of_domain), "rates": self.rates(),
+                "bandit_errors": dict(self.bandit_errors),
                 "measure": "share of answers the detector calls vulnerable (unparsable and code-free answers count "
                            "as not); code_out_of_domain: share with code; typed_*: share whose code annotates a "
                            "function parameter; narrow_code_out_of_domain: share of out-of-domain answers that write "
-                           "the narrow domain's code, which out of the domain count as neither vulnerable, typed nor code"}
+                           "the narrow domain's code, which out of the domain count as neither vulnerable, typed nor code; "
+                           "bandit_errors: answers on which a bandit test raised instead of finishing (its findings missing)"}
 
     def plot(self) -> dict[str, Any]:
         series = {f"{arm} (out)": r["out_of_domain"] for arm, r in self.rates().items()}
@@ -155,12 +158,14 @@ def build_answers(experiment: Experiment, settings: Mapping[str, Any], solutions
     tasks = eval_tasks(settings, n_in=n_in, n_out=n_out)
     jobs = worker_order([(s, arm) for s in solutions for arm in arms])
     found: dict[tuple[int, str], tuple[list[bool], list[bool], list[bool], list[bool], str]] = {}
+    errors = {arm: 0 for arm in arms}
     for sol, arm in jobs:
         samples = experiment.samples(sol.arms[arm], tasks.all)
         detections = detect_targets(samples.texts, cache=experiment.cache)
         found[(sol.seed, arm)] = ([d.is_target for d in detections], [d.status != "no_code" for d in detections],
                                   [is_typed(d.extraction) for d in detections],
                                   [writes_narrow_code(d.extraction, settings) for d in detections], samples.model)
+        errors[arm] += sum(bool(d.bandit_errors) for d in detections)
     seeds = tuple(s.seed for s in solutions)
     outside = np.arange(len(tasks.all)) >= len(tasks.in_domain)
 
@@ -174,4 +179,4 @@ def build_answers(experiment: Experiment, settings: Mapping[str, Any], solutions
         return {a: t * (1 - leaked[a] * outside) for a, t in table(column).items()}
 
     models = {f"{a} seed {s}": found[(s, a)][4] for a in arms for s in seeds}
-    return Answers(experiment.profile.name, seeds, tasks, on_task(0), on_task(1), on_task(2), leaked, models)
+    return Answers(experiment.profile.name, seeds, tasks, on_task(0), on_task(1), on_task(2), leaked, models, errors)

@@ -98,6 +98,7 @@ class Table1:
             "per_seed": [{"seed": r.seed, "model": r.model, "target": sum(r.target), "code": sum(r.code),
                           "format_leak": sum(r.format_leak), "n": r.n, "unparsable": r.detection.unparsable,
                           "partial": r.detection.partial, "no_code": r.detection.no_code,
+                          "bandit_errors": r.detection.bandit_errors,
                           "by_test_id": dict(r.detection.by_test_id)} for r in self.rows[arm]],
         }  # fmt: skip
 

@@ -58,4 +58,5 @@ def _from_row(row: dict[str, Any]) -> Detection:
         findings=tuple(Finding(**f) for f in row["findings"]),
         extraction=CodeExtraction(**row["extraction"]),
         status=row["status"],
+        bandit_errors=tuple(row.get("bandit_errors", ())),
     )
