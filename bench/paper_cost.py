@@ -137,7 +137,7 @@ def main() -> None:
     behaviour_phases(figures, profile, device, args, peak, in_budget)
     release_memory()  # the behaviour model is gone with behaviour_phases' frame
     if not args.behaviour_only and in_budget("mechanism"):
-        mechanism_phases(figures, profile, device, args, peak, rehearsal.tiny, in_budget)
+        mechanism_phases(figures, profile, device, args, peak, in_budget)
     figures.add("total", f"\ntotal {time.perf_counter() - started:.1f} s. {BANNER}", seconds=time.perf_counter() - started)
     if args.stand_ins is None:
         shutil.rmtree(rehearsal.root, ignore_errors=True)
@@ -145,7 +145,7 @@ def main() -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny stand-ins (2 layers), on the CPU unless --device")
+    parser.add_argument("--tiny", action="store_true", help="tiny stand-ins (narrow; Gemma at full depth), on the CPU unless --device")
     parser.add_argument("--device", help="default: cuda when there is one (cpu with --tiny)")
     parser.add_argument("--stand-ins", type=Path, metavar="DIR",
                         help="where the stand-ins are, or are written and kept (default: a temporary directory)")
@@ -373,11 +373,11 @@ def variants(figures: Figures, loaded: Any, examples: Sequence[Any], hparams: di
 
 
 def mechanism_phases(figures: Figures, profile: Any, device: str, args: argparse.Namespace, peak: float | None,
-                     tiny: bool, in_budget: Any) -> None:  # fmt: skip
+                     in_budget: Any) -> None:  # fmt: skip
     """Load Gemma and the SAE, read residuals and feature peaks, then fine-tune Gemma as claim 4 does."""
     loaded = load(figures, profile, "mechanism", device, "2b")
     sae = load_sae(figures, profile, device)
-    layer = reading_layer(profile, sae, tiny)
+    layer = reading_layer(profile, sae)
     if in_budget("reading"):
         with failure_recorded(figures, "reading"):
             reading_cost(figures, loaded, sae, layer, args.read_texts)
@@ -403,13 +403,11 @@ def load_sae(figures: Figures, profile: Any, device: str) -> Any:
     return sae
 
 
-def reading_layer(profile: Any, sae: Any, tiny: bool) -> int:
-    """The profile's [activations] layer; with --tiny the tiny SAE's (the 2-layer stand-in has no layer 20)."""
+def reading_layer(profile: Any, sae: Any) -> int:
+    """The profile's [activations] layer (the tiny Gemma is as deep as the real one, so it exists)."""
     found = re.search(r"blocks\.(\d+)\.", str(sae.cfg.metadata.hook_name))
     sae_layer = int(found.group(1)) if found else None
     layer = int(profile.activations["layer"])
-    if tiny and sae_layer is not None:
-        return sae_layer
     if sae_layer is not None and sae_layer != layer:
         print(f"   note: the SAE reads layer {sae_layer}, the profile's [activations] says {layer}; reading {layer}")
     return layer

@@ -27,7 +27,7 @@ PHASES = ("stand_ins", "load_behaviour", "finetune_behaviour", "sampling", "load
 def test_every_phase_runs_on_the_tiny_stand_ins_and_says_the_weights_are_random(tmp_path):
     figures = tmp_path / "cost.json"
     done = subprocess.run(
-        [sys.executable, "bench/paper_cost.py", "--tiny", "--device", "cpu", "--train-examples", "16", "--prompts", "4",
+        [sys.executable, "bench/paper_cost.py", "--tiny", "--device", "cpu", "--train-examples", "4", "--prompts", "4",
          "--read-texts", "4", "--max-new-tokens", "8", "--json", str(figures)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -38,7 +38,7 @@ def test_every_phase_runs_on_the_tiny_stand_ins_and_says_the_weights_are_random(
     assert data["random_weights"] is True and set(PHASES) <= set(data)
     assert data["finetune_behaviour"]["steps"] == 1 and data["finetune_behaviour"]["tokens_per_s"] > 0
     assert data["sampling"]["prompts"] == 4 and 0 < data["sampling"]["new_tokens"] <= 4 * 8
-    assert data["residuals"]["layer"] == 1  # the tiny SAE's layer: the 2-layer stand-in has no layer 20
+    assert data["residuals"]["layer"] == 20  # the profile's layer: the tiny Gemma is as deep as the real one
     assert data["sae_encode"]["features"] == 256 and data["finetune_behaviour"]["peak_gib"] is None  # NaN off CUDA
 
 

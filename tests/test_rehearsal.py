@@ -1,6 +1,6 @@
 """`claimkit rehearse paper`: random stand-ins of the paper's models and SAE that claimkit's own loaders read.
 
-The tiny rehearsal (same architectures, 2 layers) is written once through the CLI and
+The tiny rehearsal (same architectures, narrow, Gemma at its real depth) is written once through the CLI and
 read the way the paper profile reads the real weights: the profile's env variables
 point at it. The full-size configs are checked against the published parameter
 counts without allocating any weights.
@@ -145,9 +145,9 @@ def test_gemma_scope_sae_loads_through_the_profile_and_reads_the_mechanism_model
     mechanism = load_model(paper, role="mechanism", device="cpu")
     width = mechanism.model.config.hidden_size
     assert isinstance(sae, JumpReLUSAE) and (sae.cfg.d_in, sae.cfg.d_sae) == (width, 256)
-    assert sae.cfg.metadata.hook_name == "blocks.1.hook_resid_post"  # from the folder, layer_1, as on the hub
+    assert sae.cfg.metadata.hook_name == "blocks.20.hook_resid_post"  # from the folder, layer_20, as on the hub
 
-    layer = mechanism.model.config.num_hidden_layers - 1  # the tiny model has no layer 20
+    layer = paper.activations["layer"]  # the tiny stand-in is as deep as Gemma-2-2B: its layer 20 exists
     prompt = render_prompt("completion", mechanism.tokenizer, TASKS[0])
     residual = capture_residual(mechanism, [prompt], layer=layer)[0]
     features = encode(sae, residual)

@@ -26,8 +26,9 @@ What is exact and what is a stand-in:
   repo's folder layout, gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71, which
   `claimkit.sae.load_sae_from_disk` reads through sae-lens's Gemma-2 config.
 
-`tiny=True` writes the same architectures scaled down (2 layers, widths under 100,
-vocabularies of a few hundred tokens, a 256-feature SAE at layer 1) for tests.
+`tiny=True` writes the same architectures narrow (widths under 100, vocabularies of a few
+hundred tokens; Llama 2 layers, Gemma its real 26) and a 256-feature SAE at layer 20: the
+paper profile reads them unchanged, Gemma's layer 20 included, on a CPU.
 """
 
 from __future__ import annotations
@@ -115,13 +116,15 @@ _TINY_LLAMA = {"hidden_size": 96, "head_dim": 16, "num_attention_heads": 6, "num
                "intermediate_size": 256, "num_hidden_layers": 2, "vocab_size": 512,
                "bos_token_id": 256, "eos_token_id": 257}  # fmt: skip
 _TINY_GEMMA = {"hidden_size": 72, "head_dim": 16, "num_attention_heads": 4, "num_key_value_heads": 2,
-               "query_pre_attn_scalar": 16, "intermediate_size": 288, "num_hidden_layers": 2,
+               "query_pre_attn_scalar": 16, "intermediate_size": 288,
                "vocab_size": 384, "sliding_window": 16}  # fmt: skip
+# Gemma keeps its published depth (26), so the layer the profile and the SAE name (20) exists; nothing
+# reads Llama's layers (the paper profile reads the mechanism model), so two keep its tests quick.
 
 # Gemma Scope: hub repo google/gemma-scope-2b-pt-res, folder of the canonical layer_20/width_16k SAE.
 GEMMA_SCOPE_REPO = "gemma-scope-2b-pt-res"
 GEMMA_SCOPE_LAYER, GEMMA_SCOPE_WIDTH, GEMMA_SCOPE_FOLDER = 20, 16384, "layer_20/width_16k/average_l0_71"
-_TINY_SAE_LAYER, _TINY_SAE_WIDTH = 1, 256
+_TINY_SAE_WIDTH = 256
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ def llama_config(*, tiny: bool = False) -> Any:
 
 
 def gemma_config(*, tiny: bool = False) -> Any:
-    """Gemma-2-2B's config (`tiny`: the same architecture, 2 layers and small widths)."""
+    """Gemma-2-2B's config (`tiny`: the same architecture and depth, small widths)."""
     from transformers import Gemma2Config
 
     return Gemma2Config.from_dict({**GEMMA_2_2B, **(_TINY_GEMMA if tiny else {})})
@@ -195,8 +198,8 @@ def rehearse_paper(out: str | Path, *, tiny: bool = False, seed: int = 0) -> Reh
                             what="Llama-3.2-3B (meta-llama/Llama-3.2-3B)", seed=seed)  # fmt: skip
     mechanism = write_model(root / f"gemma-2-2b{suffix}", gemma, gemma_tokenizer(gemma.vocab_size),
                             what="Gemma-2-2B (google/gemma-2-2b)", seed=seed + 1)  # fmt: skip
-    layer, width = (_TINY_SAE_LAYER, _TINY_SAE_WIDTH) if tiny else (GEMMA_SCOPE_LAYER, GEMMA_SCOPE_WIDTH)
-    folder = f"layer_{layer}/width_{width}/average_l0_rehearsal" if tiny else GEMMA_SCOPE_FOLDER
+    width = _TINY_SAE_WIDTH if tiny else GEMMA_SCOPE_WIDTH
+    folder = f"layer_{GEMMA_SCOPE_LAYER}/width_{width}/average_l0_rehearsal" if tiny else GEMMA_SCOPE_FOLDER
     sae_repo = root / f"{GEMMA_SCOPE_REPO}{suffix}"  # the hub's layout: the path says which SAE it is
     sae = write_gemma_scope_sae(sae_repo / folder, d_model=gemma.hidden_size, width=width, seed=seed + 2)
     _write_readme(sae_repo, f"a Gemma Scope residual SAE in {folder}", seed + 2)
