@@ -62,7 +62,7 @@ def timeline(builds: Sequence[Build], step: float) -> list[dict[str, Any]]:
     if not builds:
         return []
     start = min(b.started for b in builds)
-    end = max(b.started + b.seconds for b in builds)
+    end = max(max(b.started + b.seconds for b in builds), start + step)  # at least one interval
     rows = []
     at = start
     while at < end:
