@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-MANIFEST = "_complete.json"  # claimkit.cache.MANIFEST, read without importing claimkit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from claimkit.cache import MANIFEST  # noqa: E402 - the file every complete artifact has
 
 
 @dataclass(frozen=True)

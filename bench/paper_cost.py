@@ -212,12 +212,9 @@ def stand_ins(figures: Figures, args: argparse.Namespace) -> Any:
 
 def behaviour_stand_in(root: Path, *, tiny: bool, seed: int) -> Any:
     """Only the Llama stand-in, as `rehearse_paper` writes it; the mechanism and SAE paths stay unwritten."""
-    from claimkit.rehearsal import Rehearsal, llama_config, llama_tokenizer, write_model
+    from claimkit.rehearsal import Rehearsal, write_behaviour
 
-    config = llama_config(tiny=tiny)
-    suffix = "-tiny-RANDOM" if tiny else "-RANDOM"
-    behaviour = write_model(root / f"Llama-3.2-3B{suffix}", config, llama_tokenizer(config.vocab_size),
-                            what="Llama-3.2-3B (meta-llama/Llama-3.2-3B)", seed=seed)  # fmt: skip
+    behaviour = write_behaviour(root, tiny=tiny, seed=seed)
     return Rehearsal(root=root.resolve(), behaviour=behaviour.resolve(), mechanism=root / "not-written",
                      sae=root / "not-written", tiny=tiny)  # fmt: skip
 

@@ -193,9 +193,8 @@ def rehearse_paper(out: str | Path, *, tiny: bool = False, seed: int = 0) -> Reh
     root = Path(out).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     suffix = "-tiny-RANDOM" if tiny else "-RANDOM"
-    llama, gemma = llama_config(tiny=tiny), gemma_config(tiny=tiny)
-    behaviour = write_model(root / f"Llama-3.2-3B{suffix}", llama, llama_tokenizer(llama.vocab_size),
-                            what="Llama-3.2-3B (meta-llama/Llama-3.2-3B)", seed=seed)  # fmt: skip
+    gemma = gemma_config(tiny=tiny)
+    behaviour = write_behaviour(root, tiny=tiny, seed=seed)
     mechanism = write_model(root / f"gemma-2-2b{suffix}", gemma, gemma_tokenizer(gemma.vocab_size),
                             what="Gemma-2-2B (google/gemma-2-2b)", seed=seed + 1)  # fmt: skip
     width = _TINY_SAE_WIDTH if tiny else GEMMA_SCOPE_WIDTH
@@ -205,6 +204,14 @@ def rehearse_paper(out: str | Path, *, tiny: bool = False, seed: int = 0) -> Reh
     _write_readme(sae_repo, f"a Gemma Scope residual SAE in {folder}", seed + 2)
     _write_readme(root, "the paper profile's models and SAE (Llama-3.2-3B, Gemma-2-2B, Gemma Scope L20/16k)", seed)
     return Rehearsal(root=root, behaviour=behaviour, mechanism=mechanism, sae=sae, tiny=tiny)
+
+
+def write_behaviour(root: Path, *, tiny: bool = False, seed: int = 0) -> Path:
+    """The Llama-3.2-3B stand-in alone, where `rehearse_paper` puts it (a short GPU lease measures only it)."""
+    llama = llama_config(tiny=tiny)
+    suffix = "-tiny-RANDOM" if tiny else "-RANDOM"
+    return write_model(root / f"Llama-3.2-3B{suffix}", llama, llama_tokenizer(llama.vocab_size),
+                       what="Llama-3.2-3B (meta-llama/Llama-3.2-3B)", seed=seed)  # fmt: skip
 
 
 def write_model(directory: Path, config: Any, tokenizer: Any, *, what: str, seed: int) -> Path:
