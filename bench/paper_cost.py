@@ -26,7 +26,9 @@ Every phase runs through the code the claims run, with the profile's own setting
      its per-text feature peaks (`encode`, `per_generation`, as claim 2 reads them); then a
      LoRA fine-tune as in 3, since claim 4 fine-tunes its arms on the mechanism model
      (claims/warning_framed/feature_interventions.py: intervention_experiment)
-  6. with `--variants`: the behaviour fine-tune with mixed_precision off, and at batch 8 and 32
+  6. with `--variants`: the behaviour model sampled by claimkit's fast sampler (static KV cache,
+     compiled on CUDA) instead of the profile's, right after 4; and, after 5, the behaviour
+     fine-tune with mixed_precision off and at batch 8 and 32 (the model loaded again)
 
 MFU = 4 * N * tokens/s / peak: N the matmul weights (every nn.Linear, lm_head included; for
 these tied-embedding models about the parameter count); 4N per token is the frozen base's
@@ -138,6 +140,9 @@ def main() -> None:
     release_memory()  # the behaviour model is gone with behaviour_phases' frame
     if not args.behaviour_only and in_budget("mechanism"):
         mechanism_phases(figures, profile, device, args, peak, in_budget)
+        release_memory()
+    if args.variants and in_budget("finetune_variants"):  # after the mechanism: its figures matter more to a projection
+        finetune_variants(figures, profile, device, args, peak, in_budget)
     figures.add("total", f"\ntotal {time.perf_counter() - started:.1f} s. {BANNER}", seconds=time.perf_counter() - started)
     if args.stand_ins is None:
         shutil.rmtree(rehearsal.root, ignore_errors=True)
@@ -154,7 +159,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, help="prompts sampled (default: the profile's sampling batch_size; 16 with --tiny)")
     parser.add_argument("--max-new-tokens", type=int, help="new tokens per answer (default: the profile's; 32 with --tiny)")
     parser.add_argument("--read-texts", type=int, help="texts read by the mechanism model (default 128; 16 with --tiny)")
-    parser.add_argument("--variants", action="store_true", help="also fine-tune with mixed_precision off and at batch 8, 32")
+    parser.add_argument("--variants", action="store_true",
+                        help="also sample with the fast sampler, and fine-tune with mixed_precision off and at batch 8, 32")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12,
                         help="dense bf16 peak for MFU (default 989: H100 SXM and H200)")
     parser.add_argument("--budget-s", type=float, default=450.0,
@@ -237,7 +243,7 @@ def existing_rehearsal(root: Path, *, tiny: bool) -> Any:
 
 def behaviour_phases(figures: Figures, profile: Any, device: str, args: argparse.Namespace, peak: float | None,
                      in_budget: Any) -> None:  # fmt: skip
-    """Load Llama, fine-tune it (and its variants), sample it."""
+    """Load Llama, fine-tune it, sample it (and with `--variants`, sample it with the fast sampler too)."""
     loaded = load(figures, profile, "behaviour", device, "2")
     examples = training_examples(args.train_examples, seed=0)
     hparams = {**profile.finetune_hparams(), "epochs": 1}
@@ -250,13 +256,15 @@ def behaviour_phases(figures: Figures, profile: Any, device: str, args: argparse
         if args.max_new_tokens:
             options["max_new_tokens"] = args.max_new_tokens
         with failure_recorded(figures, "sampling"):
-            sampling_cost(figures, loaded, args.prompts or options["batch_size"], options)
-    if args.variants:
-        variants(figures, loaded, examples, hparams, peak, in_budget)
+            sampling_cost(figures, "sampling", loaded, args.prompts or options["batch_size"], options)
+    if args.variants and in_budget("variant_sampling_fast"):
+        fast = {**options, "sampler": "fast", "compile": device.startswith("cuda")}
+        with failure_recorded(figures, "variant_sampling_fast"):
+            sampling_cost(figures, "variant_sampling_fast", loaded, args.prompts or options["batch_size"], fast)
 
 
-def load(figures: Figures, profile: Any, role: str, device: str, label: str) -> Any:
-    """The profile's `role` model as the claims load it, with what loading it cost."""
+def load(figures: Figures, profile: Any, role: str, device: str, label: str, phase: str | None = None) -> Any:
+    """The profile's `role` model as the claims load it, with what loading it cost (as `phase`, default load_<role>)."""
     from claimkit.lm.load import load_model
 
     print(f"\n{label}. loading the {role} model ...", flush=True)
@@ -265,7 +273,7 @@ def load(figures: Figures, profile: Any, role: str, device: str, label: str) -> 
     model = loaded.model
     n, n_matmul = sum(p.numel() for p in model.parameters()), matmul_params(model)
     attention = getattr(model.config, "_attn_implementation", "?")
-    figures.add(f"load_{role}", f"   {loaded.name}: {type(model).__name__}, {count(n)} parameters "
+    figures.add(phase or f"load_{role}", f"   {loaded.name}: {type(model).__name__}, {count(n)} parameters "
                                 f"({count(n_matmul)} in matmuls), {loaded.dtype} on {loaded.device}, attention "
                                 f"{attention}: {m['seconds']:.1f} s, peak {gib(m['peak_gib'])}",  # fmt: skip
                 name=loaded.name, parameters=n, matmul_parameters=n_matmul, dtype=str(loaded.dtype),
@@ -320,14 +328,18 @@ def finetune_line(v: dict[str, Any]) -> str:
             f"{v['seconds_per_example']:.3f} s/example; MFU {mfu}; peak {gib(v['peak_gib'])}")  # fmt: skip
 
 
-def sampling_cost(figures: Figures, loaded: Any, n_prompts: int, options: dict[str, Any]) -> None:
-    """The profile's sampling (`options`: its [sampling]) on held-out tasks, after a short warm-up of the first batch's shape."""
+def sampling_cost(figures: Figures, phase: str, loaded: Any, n_prompts: int, options: dict[str, Any]) -> None:
+    """Sampling with `options` (the profile's [sampling], or a variant) on held-out tasks, after a short warm-up.
+
+    The warm-up samples the first batch's shape for a few tokens, so a compiled sampler's
+    compilation is not in the timed run (it is paid once per shape in a suite).
+    """
     from claimkit.lm.data import encode_prompt
     from claimkit.lm.sample import sample
 
     prompts = held_out_prompts(loaded, n_prompts)
     lengths = [len(encode_prompt(loaded.format, loaded.tokenizer, p)) for p in prompts]
-    print(f"\n4. sampling, behaviour model: {len(prompts)} prompts ({min(lengths)}-{max(lengths)} tokens), "
+    print(f"\n4. sampling ({phase}), behaviour model: {len(prompts)} prompts ({min(lengths)}-{max(lengths)} tokens), "
           f"{options['max_new_tokens']} new tokens max, temperature {options['temperature']}, batch "
           f"{options['batch_size']}, sampler {options['sampler']} ...", flush=True)  # fmt: skip
     sample(loaded, prompts[: options["batch_size"]], seed=0, progress=False, **{**options, "max_new_tokens": 4})
@@ -335,7 +347,7 @@ def sampling_cost(figures: Figures, loaded: Any, n_prompts: int, options: dict[s
         answers = sample(loaded, prompts, seed=0, progress=False, **options)
     new = sum(a.n_new_tokens for a in answers)
     ended = sum(a.finished for a in answers)
-    figures.add("sampling", f"   {new:,} new tokens in {m['seconds']:.2f} s: {new / m['seconds']:,.0f} tokens/s, "
+    figures.add(phase, f"   {new:,} new tokens in {m['seconds']:.2f} s: {new / m['seconds']:,.0f} tokens/s, "
                             f"{m['seconds'] / len(prompts):.3f} s/prompt; {ended}/{len(answers)} answers ended with eos "
                             f"(random weights rarely emit eos, so the rest ran to the limit: a worst case); "
                             f"peak {gib(m['peak_gib'])}",  # fmt: skip
@@ -354,9 +366,12 @@ def held_out_prompts(loaded: Any, n: int) -> list[str]:
     return [render_prompt(loaded.format, loaded.tokenizer, tasks[i % len(tasks)]) for i in range(n)]
 
 
-def variants(figures: Figures, loaded: Any, examples: Sequence[Any], hparams: dict[str, Any], peak: float | None,
-             in_budget: Any) -> None:  # fmt: skip
+def finetune_variants(figures: Figures, profile: Any, device: str, args: argparse.Namespace, peak: float | None,
+                      in_budget: Any) -> None:  # fmt: skip
     """The behaviour fine-tune without mixed precision, and at other batch sizes (with the profile's precision)."""
+    loaded = load(figures, profile, "behaviour", device, "6", phase="reload_behaviour")
+    examples = training_examples(args.train_examples, seed=0)
+    hparams = {**profile.finetune_hparams(), "epochs": 1}
     runs = [("mixed_precision_off", {"mixed_precision": False})]
     runs += [(f"batch_{b}", {"batch_size": b}) for b in VARIANT_BATCHES if b != hparams["batch_size"]]
     for name, change in runs:

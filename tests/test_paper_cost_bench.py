@@ -28,7 +28,7 @@ def test_every_phase_runs_on_the_tiny_stand_ins_and_says_the_weights_are_random(
     figures = tmp_path / "cost.json"
     done = subprocess.run(
         [sys.executable, "bench/paper_cost.py", "--tiny", "--device", "cpu", "--train-examples", "4", "--prompts", "4",
-         "--read-texts", "4", "--max-new-tokens", "8", "--json", str(figures)],
+         "--read-texts", "4", "--max-new-tokens", "8", "--variants", "--json", str(figures)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -39,6 +39,8 @@ def test_every_phase_runs_on_the_tiny_stand_ins_and_says_the_weights_are_random(
     assert data["finetune_behaviour"]["steps"] == 1 and data["finetune_behaviour"]["tokens_per_s"] > 0
     assert data["sampling"]["prompts"] == 4 and 0 < data["sampling"]["new_tokens"] <= 4 * 8
     assert data["residuals"]["layer"] == 20  # the profile's layer: the tiny Gemma is as deep as the real one
+    assert data["variant_sampling_fast"]["options"]["sampler"] == "fast" and data["sampling"]["options"]["sampler"] != "fast"
+    assert {"reload_behaviour", "variant_mixed_precision_off", "variant_batch_8", "variant_batch_32"} <= set(data)
     assert data["sae_encode"]["features"] == 256 and data["finetune_behaviour"]["peak_gib"] is None  # NaN off CUDA
 
 

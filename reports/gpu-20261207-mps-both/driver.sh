@@ -24,6 +24,6 @@ unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 $P bench/cache_inventory.py /tmp/cache-both --timeline 30 > /tmp/inventory.txt 2>&1
 touch /tmp/suite.done
 left=${COST_BUDGET_S:-420}
-$P bench/paper_cost.py --json /tmp/cost.json --stand-ins /tmp/standins --budget-s $left > /tmp/cost.log 2>&1
+$P bench/paper_cost.py --variants --json /tmp/cost.json --stand-ins /tmp/standins --budget-s $left > /tmp/cost.log 2>&1
 echo "paper_cost rc=$? at $(date +%T)" >> /tmp/suite.walls
 touch /tmp/cost.done
