@@ -2,6 +2,7 @@
 
     python bench/cache_inventory.py /tmp/cache-both                 # after a cold run into that cache
     python bench/cache_inventory.py .claimkit-cache --json inv.json --timeline 30
+    python bench/cache_inventory.py /tmp/cache-both --json inv.json --builds   # and every build, for a projection
 
 Every cache entry's manifest (`_complete.json`) records its kind, description, when it was
 finished and how long its build took. Summed per kind, that is where a cold run's work went
@@ -9,6 +10,11 @@ finished and how long its build took. Summed per kind, that is where a cold run'
 in flight in each interval, so a stretch where the workers waited on each other shows as
 few builds in flight. Builds nest (a sampling may build the fine-tune it needs inside it),
 so per-kind seconds are each build's own wall time, and their sum can exceed the run's.
+
+With `--builds` the JSON also lists every build: its kind, description, seconds, the parts
+its cache key was made of (role, n, seed, fine-tuning and sampling settings) and, for a
+sampling, how many answers it holds, their new tokens and how many ended: what
+bench/paper_projection.py scales to another profile's models.
 
 Finished times have one-second resolution; the timeline is approximate to that. Decides nothing.
 """
@@ -19,7 +25,7 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,6 +40,22 @@ class Build:
     description: str
     started: float  # POSIX seconds
     seconds: float
+    parts: dict[str, Any] = field(default_factory=dict)  # what the artifact's cache key was made of
+    answers: dict[str, int] | None = None  # a sampling's answers, new tokens and ended answers
+
+
+def answer_counts(directory: Path) -> dict[str, int] | None:
+    """Answers, new tokens and ended answers of a sampling artifact's JSONL records; None for other artifacts."""
+    files = sorted(directory.glob("*.jsonl"))
+    counts = {"answers": 0, "new_tokens": 0, "ended": 0}
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if "new_tokens" in record:
+                counts["answers"] += 1
+                counts["new_tokens"] += int(record["new_tokens"])
+                counts["ended"] += bool(record.get("finished"))
+    return counts if counts["answers"] else None
 
 
 def read_builds(root: Path) -> list[Build]:
@@ -43,7 +65,8 @@ def read_builds(root: Path) -> list[Build]:
         data = json.loads(manifest.read_text(encoding="utf-8"))
         finished = datetime.fromisoformat(data["created"]).timestamp()
         seconds = float(data.get("build_seconds") or 0.0)
-        builds.append(Build(data["kind"], data.get("description", ""), finished - seconds, seconds))
+        builds.append(Build(data["kind"], data.get("description", ""), finished - seconds, seconds,
+                            data.get("parts") or {}, answer_counts(manifest.parent)))  # fmt: skip
     return builds
 
 
@@ -83,6 +106,7 @@ def main() -> None:
     parser.add_argument("cache", type=Path, help="the artifact cache's root (CLAIMKIT_CACHE)")
     parser.add_argument("--timeline", type=float, default=60.0, metavar="S", help="interval of the timeline (default 60 s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the tables as JSON")
+    parser.add_argument("--builds", action="store_true", help="the JSON also lists every build (parts, answers)")
     args = parser.parse_args()
     if not args.cache.is_dir():
         parser.error(f"{args.cache}: no such cache directory")
@@ -107,7 +131,10 @@ def main() -> None:
         top = sorted(row["by_kind"].items(), key=lambda item: -item[1])[:3]
         print(f"  {row['from_s']:>6.0f} s  {row['in_flight']:5.1f}  " + ", ".join(f"{k} {v:.1f}" for k, v in top))
     if args.json:
-        args.json.write_text(json.dumps({"span_s": span, "kinds": kinds, "timeline": line}, indent=2), encoding="utf-8")
+        out: dict[str, Any] = {"span_s": span, "kinds": kinds, "timeline": line}
+        if args.builds:
+            out["builds"] = [asdict(b) for b in sorted(builds, key=lambda b: b.started)]
+        args.json.write_text(json.dumps(out, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

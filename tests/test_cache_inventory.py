@@ -31,3 +31,20 @@ def test_a_directory_without_artifacts_is_refused_with_a_reason(tmp_path):
     done = subprocess.run([sys.executable, "bench/cache_inventory.py", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2 and "no complete artifacts" in done.stderr
+
+
+def test_builds_lists_each_artifact_with_its_key_parts_and_a_samplings_answers(tmp_path):
+    cache = ArtifactCache(tmp_path / "cache")
+    records = [{"task": "t", "text": "a", "finished": True, "new_tokens": 7},
+               {"task": "t", "text": "b", "finished": False, "new_tokens": 256}]  # fmt: skip
+    write = lambda out: (out / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")  # noqa: E731
+    cache.get_or_build("samples", {"role": "behaviour", "n": 2}, write, description="L1 seed 0 samples")
+    cache.get_or_build("adapter", {"n": 600}, lambda out: (out / "x").write_text("x"), description="the fine-tune")
+    figures = tmp_path / "inventory.json"
+    done = subprocess.run([sys.executable, "bench/cache_inventory.py", str(tmp_path / "cache"), "--json", str(figures),
+                           "--builds"], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    builds = {b["description"]: b for b in json.loads(figures.read_text())["builds"]}
+    assert builds["L1 seed 0 samples"]["parts"] == {"role": "behaviour", "n": 2}
+    assert builds["L1 seed 0 samples"]["answers"] == {"answers": 2, "new_tokens": 263, "ended": 1}
+    assert builds["the fine-tune"]["answers"] is None and builds["the fine-tune"]["parts"] == {"n": 600}

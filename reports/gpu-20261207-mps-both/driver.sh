@@ -21,7 +21,7 @@ echo "both rc=$? wall=$(( $(date +%s)-s ))s start=$(date -d @$s +%T)" >> /tmp/su
 echo "mps servers during the run: $(echo get_server_list | nvidia-cuda-mps-control)" >> /tmp/suite.walls
 echo quit | nvidia-cuda-mps-control
 unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-$P bench/cache_inventory.py /tmp/cache-both --timeline 30 > /tmp/inventory.txt 2>&1
+$P bench/cache_inventory.py /tmp/cache-both --timeline 30 --json /tmp/inventory.json --builds > /tmp/inventory.txt 2>&1
 touch /tmp/suite.done
 left=${COST_BUDGET_S:-420}
 $P bench/paper_cost.py --variants --json /tmp/cost.json --stand-ins /tmp/standins --budget-s $left > /tmp/cost.log 2>&1
