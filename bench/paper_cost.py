@@ -28,7 +28,8 @@ Every phase runs through the code the claims run, with the profile's own setting
      (claims/warning_framed/feature_interventions.py: intervention_experiment)
   6. with `--variants`: the behaviour model sampled by claimkit's fast sampler (static KV cache,
      compiled on CUDA) instead of the profile's, right after 4; and, after 5, the behaviour
-     fine-tune with mixed_precision off and at batch 8 and 32 (the model loaded again)
+     fine-tune cut at 192 tokens (the real tokenizers' step shape, see REAL_SHAPE_MAX_LENGTH),
+     with mixed_precision off, and at batch 8 and 32 (the model loaded again)
 
 MFU = 4 * N * tokens/s / peak: N the matmul weights (every nn.Linear, lm_head included; for
 these tied-embedding models about the parameter count); 4N per token is the frozen base's
@@ -63,6 +64,11 @@ from gpu_common import ROOT, device_line, matmul_params, peak_memory_gib, reset_
 BANNER = ("!!! RANDOM WEIGHTS: these are stand-ins of the paper's models (claimkit.rehearsal). Speeds and memory "
           "are the real shapes'; no output, loss or feature here means anything, and nothing decides a claim. !!!")  # fmt: skip
 VARIANT_BATCHES = (8, 32)  # beside the profile's own batch size (16)
+# The stand-ins' byte tokenizer makes ~3.7 tokens of each real one: SmolLM2's tokenizer makes 102 tokens
+# of a warning-framed training example on average (209 at most; 377 bytes), so a real batch is about 16 x
+# 200 tokens after padding. A fine-tune cut at this length has the real steps' shape: its seconds per step,
+# times the real steps, is what a fine-tune of the real model costs.
+REAL_SHAPE_MAX_LENGTH = 192
 
 
 class Figures:
@@ -374,6 +380,7 @@ def finetune_variants(figures: Figures, profile: Any, device: str, args: argpars
     hparams = {**profile.finetune_hparams(), "epochs": 1}
     runs = [("mixed_precision_off", {"mixed_precision": False})]
     runs += [(f"batch_{b}", {"batch_size": b}) for b in VARIANT_BATCHES if b != hparams["batch_size"]]
+    runs.insert(0, (f"max_length_{REAL_SHAPE_MAX_LENGTH}", {"max_length": REAL_SHAPE_MAX_LENGTH}))
     for name, change in runs:
         if in_budget(f"variant_{name}"):
             with failure_recorded(figures, f"variant_{name}"):
