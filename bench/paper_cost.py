@@ -24,8 +24,8 @@ Every phase runs through the code the claims run, with the profile's own setting
   5. the mechanism model: residuals at [activations] layer by `capture_residual` over
      `--read-texts` task/answer pairs, the profile's SAE loaded by `claimkit.sae.load_sae` and
      its per-text feature peaks (`encode`, `per_generation`, as claim 2 reads them); then a
-     LoRA fine-tune as in 3, since claim 4 fine-tunes its arms on the mechanism model
-     (claims/warning_framed/feature_interventions.py: intervention_experiment)
+     LoRA fine-tune as in 3 and sampling as in 4, since claim 4 fine-tunes and samples its arms
+     on the mechanism model (claims/warning_framed/feature_interventions.py: intervention_experiment)
   6. with `--variants`: the behaviour model sampled by claimkit's fast sampler (static KV cache,
      compiled on CUDA) instead of the profile's, right after 4; and, after 5, the behaviour
      fine-tune cut at 192 tokens (the real tokenizers' step shape, see REAL_SHAPE_MAX_LENGTH),
@@ -345,7 +345,7 @@ def sampling_cost(figures: Figures, phase: str, loaded: Any, n_prompts: int, opt
 
     prompts = held_out_prompts(loaded, n_prompts)
     lengths = [len(encode_prompt(loaded.format, loaded.tokenizer, p)) for p in prompts]
-    print(f"\n4. sampling ({phase}), behaviour model: {len(prompts)} prompts ({min(lengths)}-{max(lengths)} tokens), "
+    print(f"\nsampling ({phase}): {len(prompts)} prompts ({min(lengths)}-{max(lengths)} tokens), "
           f"{options['max_new_tokens']} new tokens max, temperature {options['temperature']}, batch "
           f"{options['batch_size']}, sampler {options['sampler']} ...", flush=True)  # fmt: skip
     sample(loaded, prompts[: options["batch_size"]], seed=0, progress=False, **{**options, "max_new_tokens": 4})
@@ -393,7 +393,7 @@ def finetune_variants(figures: Figures, profile: Any, device: str, args: argpars
 
 def mechanism_phases(figures: Figures, profile: Any, device: str, args: argparse.Namespace, peak: float | None,
                      in_budget: Any) -> None:  # fmt: skip
-    """Load Gemma and the SAE, read residuals and feature peaks, then fine-tune Gemma as claim 4 does."""
+    """Load Gemma and the SAE, read residuals and feature peaks, then fine-tune and sample Gemma as claim 4 does."""
     loaded = load(figures, profile, "mechanism", device, "2b")
     sae = load_sae(figures, profile, device)
     layer = reading_layer(profile, sae)
@@ -406,6 +406,17 @@ def mechanism_phases(figures: Figures, profile: Any, device: str, args: argparse
         with failure_recorded(figures, "finetune_mechanism"):
             finetune_cost(figures, "finetune_mechanism", "5c. LoRA fine-tune, mechanism model (claim 4's arms)",
                           loaded, examples, {**profile.finetune_hparams(), "epochs": 1}, peak)  # fmt: skip
+        if args.variants and in_budget("finetune_mechanism_real_shape"):
+            real = {**profile.finetune_hparams(), "epochs": 1, "max_length": REAL_SHAPE_MAX_LENGTH}
+            with failure_recorded(figures, "finetune_mechanism_real_shape"):
+                finetune_cost(figures, "finetune_mechanism_real_shape",
+                              f"5c. variant max_length {REAL_SHAPE_MAX_LENGTH}, mechanism model", loaded, examples, real, peak)
+    if in_budget("sampling_mechanism"):  # claim 4 samples its arms on the mechanism model
+        options = profile.sampling_options()
+        if args.max_new_tokens:
+            options["max_new_tokens"] = args.max_new_tokens
+        with failure_recorded(figures, "sampling_mechanism"):
+            sampling_cost(figures, "sampling_mechanism", loaded, args.prompts or options["batch_size"], options)
 
 
 def load_sae(figures: Figures, profile: Any, device: str) -> Any:

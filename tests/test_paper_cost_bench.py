@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("sae_lens")
 
-PHASES = ("stand_ins", "load_behaviour", "finetune_behaviour", "sampling", "load_mechanism", "load_sae", "residuals",
+PHASES = ("stand_ins", "load_behaviour", "finetune_behaviour", "sampling", "load_mechanism", "load_sae", "residuals", "sampling_mechanism",
           "sae_encode", "finetune_mechanism", "total")  # fmt: skip
 
 
@@ -40,7 +40,7 @@ def test_every_phase_runs_on_the_tiny_stand_ins_and_says_the_weights_are_random(
     assert data["sampling"]["prompts"] == 4 and 0 < data["sampling"]["new_tokens"] <= 4 * 8
     assert data["residuals"]["layer"] == 20  # the profile's layer: the tiny Gemma is as deep as the real one
     assert data["variant_sampling_fast"]["options"]["sampler"] == "fast" and data["sampling"]["options"]["sampler"] != "fast"
-    assert {"reload_behaviour", "variant_mixed_precision_off", "variant_batch_8", "variant_batch_32", "variant_max_length_192"} <= set(data)
+    assert {"reload_behaviour", "variant_mixed_precision_off", "variant_batch_8", "variant_batch_32", "variant_max_length_192", "finetune_mechanism_real_shape"} <= set(data)
     assert data["sae_encode"]["features"] == 256 and data["finetune_behaviour"]["peak_gib"] is None  # NaN off CUDA
 
 
