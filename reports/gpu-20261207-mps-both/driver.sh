@@ -15,7 +15,7 @@ mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
 nvidia-smi --query-gpu=name,memory.total,compute_mode --format=csv > /tmp/suite.walls
 nvidia-cuda-mps-control -d && echo "mps daemon started" >> /tmp/suite.walls || echo "mps daemon FAILED to start" >> /tmp/suite.walls
 s=$(date +%s)
-$P -m pytest -p claimkit.plugin claims/ -m gpu --claimkit-profile smollm2-135m -n 8 --claimkit-fail-on=never \
+timeout ${SUITE_S:-960} $P -m pytest -p claimkit.plugin claims/ -m gpu --claimkit-profile smollm2-135m -n 8 --claimkit-fail-on=never \
    --claimkit-report-dir /tmp/rep-both -p no:cacheprovider -q --durations=60 > /tmp/both.log 2>&1
 echo "both rc=$? wall=$(( $(date +%s)-s ))s start=$(date -d @$s +%T)" >> /tmp/suite.walls
 echo "mps servers during the run: $(echo get_server_list | nvidia-cuda-mps-control)" >> /tmp/suite.walls
