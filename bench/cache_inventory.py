@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from claimkit.cache import MANIFEST  # noqa: E402 - the file every complete artifact has
+from claimkit.jsonl import read_jsonl  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,8 @@ def answer_counts(directory: Path) -> dict[str, int] | None:
     files = sorted(directory.glob("*.jsonl"))
     counts = {"answers": 0, "new_tokens": 0, "ended": 0}
     for path in files:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line) if line.strip() else {}
-            if "new_tokens" in record:
+        for record in read_jsonl(path):  # claimkit's reader: answers may hold \u2028 and the like, which splitlines cuts
+            if isinstance(record, dict) and "new_tokens" in record:
                 counts["answers"] += 1
                 counts["new_tokens"] += int(record["new_tokens"])
                 counts["ended"] += bool(record.get("finished"))

@@ -35,9 +35,10 @@ def test_a_directory_without_artifacts_is_refused_with_a_reason(tmp_path):
 
 def test_builds_lists_each_artifact_with_its_key_parts_and_a_samplings_answers(tmp_path):
     cache = ArtifactCache(tmp_path / "cache")
-    records = [{"task": "t", "text": "a", "finished": True, "new_tokens": 7},
+    records = [{"task": "t", "text": "a\u2028b\x1c", "finished": True, "new_tokens": 7},  # splitlines() would cut these
                {"task": "t", "text": "b", "finished": False, "new_tokens": 256}]  # fmt: skip
-    write = lambda out: (out / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")  # noqa: E731
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]  # as claimkit.jsonl writes answers
+    write = lambda out: (out / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")  # noqa: E731
     cache.get_or_build("samples", {"role": "behaviour", "n": 2}, write, description="L1 seed 0 samples")
     cache.get_or_build("adapter", {"n": 600}, lambda out: (out / "x").write_text("x"), description="the fine-tune")
     figures = tmp_path / "inventory.json"
