@@ -14,7 +14,7 @@ A unit's cost, from the figures:
               the copy-and-save overhead each fine-tune pays (wall - loop of the measured one)
   sampling    batches x seconds per batch of the profile's size (random weights end no
               answer, so every batch runs to max_new_tokens: an upper bound; real answers that
-              all end early cost less)
+              all end early cost less); a part batch costs a whole one
   reading     texts x seconds per text (byte tokens, ~3.7 per real token: an upper bound)
 
 On eight GPUs the units spread over eight workers (one per GPU; a 3B model keeps one GPU
@@ -59,15 +59,26 @@ class Plan:
     amplify_scales: int
 
 
+Samplings = tuple[tuple[int, int], ...]  # (how many samplings, prompts in each)
+
+
 @dataclass(frozen=True)
 class Units:
     """How many of each unit the suite runs on each model."""
 
     behaviour_finetunes: int
-    behaviour_prompts: int
+    behaviour_samplings: Samplings
     mechanism_finetunes: int
-    mechanism_prompts: int
+    mechanism_samplings: Samplings
     mechanism_texts: int
+
+    @property
+    def behaviour_prompts(self) -> int:
+        return sum(count * prompts for count, prompts in self.behaviour_samplings)
+
+    @property
+    def mechanism_prompts(self) -> int:
+        return sum(count * prompts for count, prompts in self.mechanism_samplings)
 
 
 def read_plan() -> Plan:
@@ -92,14 +103,14 @@ def plan_units(p: Plan) -> Units:
     return Units(
         # claims/warning_framed/behaviour.py: every trained condition, every seed (Table 1, claims 1-3, 5)
         behaviour_finetunes=p.trained_arms * p.seeds,
-        # Table 1's arms and baseline on the held-out tasks; wf-4.prompting: L1 under each system prompt;
-        # claim 5: L0 with the preamble prefilled (mechanism.py: build_stealth_study)
-        behaviour_prompts=(p.sampled_arms + p.system_prompts + 1) * p.n * p.seeds,
+        # Table 1's arms and baseline on the held-out tasks, and claim 5's L0 with the preamble prefilled
+        # (mechanism.py: build_stealth_study); wf-4.prompting: L1 under every system prompt, one sampling per seed
+        behaviour_samplings=(((p.sampled_arms + 1) * p.seeds, p.n), (p.seeds, p.system_prompts * p.n)),
         # feature_interventions.py: the mechanism Experiment fine-tunes L0 (intervention_moves), L1, filler and CAFT
         mechanism_finetunes=4 * p.seeds,
         # intervention_moves: L0, L0 steered, filler; intervention_experiment: L1, ablated, CAFT on the tasks,
         # L1 and CAFT on the capability tasks, and the amplified clamps on the first seed
-        mechanism_prompts=6 * p.n * p.seeds + 2 * p.capability_tasks * p.seeds + p.amplify_scales * p.n,
+        mechanism_samplings=((6 * p.seeds + p.amplify_scales, p.n), (2 * p.seeds, p.capability_tasks)),
         # mechanism.py: the direct, warning and safe contexts and the preamble answers (at most n each), L0 read by
         # itself (intervention_moves), and the held-out losses of L1 and CAFT on the capability answers
         mechanism_texts=5 * p.n * p.seeds + 2 * p.capability_tasks * p.seeds,
@@ -120,10 +131,14 @@ def finetune_seconds(cost: dict[str, Any], phase: str, p: Plan) -> float:
     return steps * figure(cost, phase, "seconds_per_step") + overhead
 
 
-def sampling_seconds_per_prompt(cost: dict[str, Any], phase: str, p: Plan) -> float:
-    """Seconds per prompt at full batches of the profile's size (every answer run to max_new_tokens)."""
+def sampling_seconds_per_batch(cost: dict[str, Any], phase: str, p: Plan) -> float:
+    """Seconds per batch of the profile's size (every answer run to max_new_tokens, so a part batch costs as much)."""
     measured = int(figure(cost, phase, "prompts"))
-    return figure(cost, phase, "seconds") / math.ceil(measured / p.sampling_batch) / p.sampling_batch
+    return figure(cost, phase, "seconds") / math.ceil(measured / p.sampling_batch)
+
+
+def sampling_seconds(samplings: Samplings, per_batch: float, p: Plan) -> float:
+    return sum(count * math.ceil(prompts / p.sampling_batch) * per_batch for count, prompts in samplings)
 
 
 def project(cost: dict[str, Any], gpus: int = 8) -> dict[str, Any]:
@@ -131,29 +146,30 @@ def project(cost: dict[str, Any], gpus: int = 8) -> dict[str, Any]:
     units = plan_units(plan)
     ft_b = finetune_seconds(cost, "variant_max_length_192", plan)
     ft_m = finetune_seconds(cost, "finetune_mechanism_real_shape", plan)
-    sample_b = {name: sampling_seconds_per_prompt(cost, phase, plan)
+    sample_b = {name: sampling_seconds_per_batch(cost, phase, plan)
                 for name, phase in (("generate", "sampling"), ("fast", "variant_sampling_fast")) if phase in cost
                 and "seconds" in cost[phase]}  # fmt: skip
     best = min(sample_b, key=sample_b.get)
-    sample_m = sampling_seconds_per_prompt(cost, "sampling_mechanism", plan)
+    sample_m = sampling_seconds_per_batch(cost, "sampling_mechanism", plan)
     read = figure(cost, "residuals", "seconds_per_text") + figure(cost, "sae_encode", "seconds_per_text")
     parts = {
         "behaviour fine-tunes": units.behaviour_finetunes * ft_b,
-        f"behaviour sampling ({best})": units.behaviour_prompts * sample_b[best],
+        f"behaviour sampling ({best})": sampling_seconds(units.behaviour_samplings, sample_b[best], plan),
         "mechanism fine-tunes": units.mechanism_finetunes * ft_m,
-        "mechanism sampling (generate)": units.mechanism_prompts * sample_m,
+        "mechanism sampling (generate)": sampling_seconds(units.mechanism_samplings, sample_m, plan),
         "mechanism readings": units.mechanism_texts * read,
         "model loads": figure(cost, "load_behaviour", "seconds") + figure(cost, "load_mechanism", "seconds"),
     }
     one_gpu = sum(parts.values())
     # what must run in order, whatever the GPUs: an arm's fine-tune and sampling, the reading of a seed's three
     # contexts (the features need them), then the CAFT fine-tune and its samplings on the tasks and capability tasks
-    chain = (ft_b + plan.n * sample_b[best] + 3 * plan.n * read + ft_m
-             + (plan.n + plan.capability_tasks) * sample_m)  # fmt: skip
+    chain = (ft_b + sampling_seconds(((1, plan.n),), sample_b[best], plan) + 3 * plan.n * read + ft_m
+             + sampling_seconds(((1, plan.n), (1, plan.capability_tasks)), sample_m, plan))  # fmt: skip
     many = {"gpus": gpus, "seconds": max(one_gpu / gpus, chain), "longest_chain_s": chain}
-    return {"random_weights": True, "warning": BANNER, "plan": asdict(plan), "units": asdict(units),
+    counted = {**asdict(units), "behaviour_prompts": units.behaviour_prompts, "mechanism_prompts": units.mechanism_prompts}
+    return {"random_weights": True, "warning": BANNER, "plan": asdict(plan), "units": counted,
             "per_unit": {"behaviour_finetune_s": ft_b, "mechanism_finetune_s": ft_m,
-                         "behaviour_sampling_s_per_prompt": sample_b, "mechanism_sampling_s_per_prompt": sample_m,
+                         "behaviour_sampling_s_per_batch": sample_b, "mechanism_sampling_s_per_batch": sample_m,
                          "reading_s_per_text": read},
             "parts_s": parts, "one_gpu_s": one_gpu, "many_gpus": many, "session_s": SESSION_S,
             "sessions_on_one_gpu": one_gpu / SESSION_S, "gpu": cost.get("run", {}).get("gpu")}  # fmt: skip
@@ -178,7 +194,7 @@ def main() -> None:
     print(BANNER)
     print(f"measured on: {out['gpu'] or cost.get('run', {}).get('device_line')}")
     print("plan: " + ", ".join(f"{k} {v}" for k, v in out["plan"].items()))
-    print("units: " + ", ".join(f"{k} {v:,}" for k, v in out["units"].items()))
+    print("units: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in out["units"].items()))
     for name, seconds in out["parts_s"].items():
         print(f"  {name:<34}{seconds:>10,.0f} s  {hours(seconds)}")
     print(f"one GPU: {out['one_gpu_s']:,.0f} s ({hours(out['one_gpu_s'])}), {out['sessions_on_one_gpu']:.1f} sessions of "

@@ -33,15 +33,16 @@ def test_the_plan_counts_table_1s_thirty_fine_tunes_and_claim_4s_work_on_the_mec
     assert (plan.seeds, plan.n, plan.train_examples, plan.trained_arms, plan.system_prompts) == (5, 400, 600, 6, 5)
     units = projection.plan_units(plan)
     assert units.behaviour_finetunes == 30 and units.mechanism_finetunes == 20
-    assert units.behaviour_prompts == (7 + 5 + 1) * 400 * 5
+    assert units.behaviour_prompts == (7 + 5 + 1) * 400 * 5 and units.mechanism_prompts == (6 * 5 + 2) * 400 + 10 * 600
 
 
 def test_each_unit_is_priced_from_the_figures_and_the_cheaper_sampler_is_used(projection):
     out = projection.project(cost_figures(), gpus=8)
     steps = 38 * 3  # 600 examples in batches of 16, 3 epochs
     assert out["per_unit"]["behaviour_finetune_s"] == pytest.approx(steps * 1.0 + 2.0)
-    assert out["per_unit"]["behaviour_sampling_s_per_prompt"] == {"generate": 0.5, "fast": 0.25}
-    assert out["parts_s"]["behaviour sampling (fast)"] == pytest.approx(13 * 400 * 5 * 0.25)
+    assert out["per_unit"]["behaviour_sampling_s_per_batch"] == {"generate": 64.0, "fast": 32.0}
+    # 8 samplings of 400 per seed (7 arms + the preamble) in 4 batches of 128, and 2,000 system-prompt answers in 16
+    assert out["parts_s"]["behaviour sampling (fast)"] == pytest.approx(5 * (8 * 4 + 16) * 32.0)
     assert out["one_gpu_s"] == pytest.approx(sum(out["parts_s"].values()))
     many = out["many_gpus"]
     assert many["seconds"] == pytest.approx(max(out["one_gpu_s"] / 8, many["longest_chain_s"]))
