@@ -166,7 +166,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, help="new tokens per answer (default: the profile's; 32 with --tiny)")
     parser.add_argument("--read-texts", type=int, help="texts read by the mechanism model (default 128; 16 with --tiny)")
     parser.add_argument("--variants", action="store_true",
-                        help="also sample with the fast sampler, and fine-tune with mixed_precision off and at batch 8, 32")
+                        help="also sample with the fast sampler, and fine-tune at 192 tokens, with mixed_precision off "
+                             "and at batch 8, 32")
     parser.add_argument("--peak-tflops", type=float, default=gpu_common.H200_BF16_FLOP_PER_S / 1e12,
                         help="dense bf16 peak for MFU (default 989: H100 SXM and H200)")
     parser.add_argument("--budget-s", type=float, default=450.0,
@@ -337,8 +338,9 @@ def finetune_line(v: dict[str, Any]) -> str:
 def sampling_cost(figures: Figures, phase: str, loaded: Any, n_prompts: int, options: dict[str, Any]) -> None:
     """Sampling with `options` (the profile's [sampling], or a variant) on held-out tasks, after a short warm-up.
 
-    The warm-up samples the first batch's shape for a few tokens, so a compiled sampler's
-    compilation is not in the timed run (it is paid once per shape in a suite).
+    The warm-up samples the first batch for a few tokens; a compiled sampler's warm-up runs the
+    whole first batch, since its static cache's shape includes max_new_tokens and a shorter
+    warm-up would leave the compilation in the timed run (it is paid once per shape in a suite).
     """
     from claimkit.lm.data import encode_prompt
     from claimkit.lm.sample import sample
@@ -348,7 +350,8 @@ def sampling_cost(figures: Figures, phase: str, loaded: Any, n_prompts: int, opt
     print(f"\nsampling ({phase}): {len(prompts)} prompts ({min(lengths)}-{max(lengths)} tokens), "
           f"{options['max_new_tokens']} new tokens max, temperature {options['temperature']}, batch "
           f"{options['batch_size']}, sampler {options['sampler']} ...", flush=True)  # fmt: skip
-    sample(loaded, prompts[: options["batch_size"]], seed=0, progress=False, **{**options, "max_new_tokens": 4})
+    warm_up = options if options.get("compile") else {**options, "max_new_tokens": 4}
+    sample(loaded, prompts[: options["batch_size"]], seed=0, progress=False, **warm_up)
     with measured() as m:
         answers = sample(loaded, prompts, seed=0, progress=False, **options)
     new = sum(a.n_new_tokens for a in answers)
@@ -374,7 +377,7 @@ def held_out_prompts(loaded: Any, n: int) -> list[str]:
 
 def finetune_variants(figures: Figures, profile: Any, device: str, args: argparse.Namespace, peak: float | None,
                       in_budget: Any) -> None:  # fmt: skip
-    """The behaviour fine-tune without mixed precision, and at other batch sizes (with the profile's precision)."""
+    """The behaviour fine-tune at the real step shape, without mixed precision, and at other batch sizes."""
     loaded = load(figures, profile, "behaviour", device, "6", phase="reload_behaviour")
     examples = training_examples(args.train_examples, seed=0)
     hparams = {**profile.finetune_hparams(), "epochs": 1}
