@@ -146,24 +146,22 @@ def project(cost: dict[str, Any], gpus: int = 8) -> dict[str, Any]:
     units = plan_units(plan)
     ft_b = finetune_seconds(cost, "variant_max_length_192", plan)
     ft_m = finetune_seconds(cost, "finetune_mechanism_real_shape", plan)
-    sample_b = {name: sampling_seconds_per_batch(cost, phase, plan)
-                for name, phase in (("generate", "sampling"), ("fast", "variant_sampling_fast")) if phase in cost
-                and "seconds" in cost[phase]}  # fmt: skip
-    best = min(sample_b, key=sample_b.get)
+    sample_b = sampling_seconds_per_batch(cost, "sampling", plan)  # the profile's own sampler: what a run uses
+    sampler = cost["sampling"].get("options", {}).get("sampler", "the profile's sampler")
     sample_m = sampling_seconds_per_batch(cost, "sampling_mechanism", plan)
     read = figure(cost, "residuals", "seconds_per_text") + figure(cost, "sae_encode", "seconds_per_text")
     parts = {
         "behaviour fine-tunes": units.behaviour_finetunes * ft_b,
-        f"behaviour sampling ({best})": sampling_seconds(units.behaviour_samplings, sample_b[best], plan),
+        f"behaviour sampling ({sampler})": sampling_seconds(units.behaviour_samplings, sample_b, plan),
         "mechanism fine-tunes": units.mechanism_finetunes * ft_m,
-        "mechanism sampling (generate)": sampling_seconds(units.mechanism_samplings, sample_m, plan),
+        f"mechanism sampling ({sampler})": sampling_seconds(units.mechanism_samplings, sample_m, plan),
         "mechanism readings": units.mechanism_texts * read,
         "model loads": figure(cost, "load_behaviour", "seconds") + figure(cost, "load_mechanism", "seconds"),
     }
     one_gpu = sum(parts.values())
     # what must run in order, whatever the GPUs: an arm's fine-tune and sampling, the reading of a seed's three
     # contexts (the features need them), then the CAFT fine-tune and its samplings on the tasks and capability tasks
-    chain = (ft_b + sampling_seconds(((1, plan.n),), sample_b[best], plan) + 3 * plan.n * read + ft_m
+    chain = (ft_b + sampling_seconds(((1, plan.n),), sample_b, plan) + 3 * plan.n * read + ft_m
              + sampling_seconds(((1, plan.n), (1, plan.capability_tasks)), sample_m, plan))  # fmt: skip
     many = {"gpus": gpus, "seconds": max(one_gpu / gpus, chain), "longest_chain_s": chain}
     counted = {**asdict(units), "behaviour_prompts": units.behaviour_prompts, "mechanism_prompts": units.mechanism_prompts}
