@@ -17,11 +17,13 @@ A unit's cost, from the figures:
               all end early cost less); a part batch costs a whole one
   reading     texts x seconds per text (byte tokens, ~3.7 per real token: an upper bound)
 
-On eight GPUs the units spread over eight workers (one per GPU; a 3B model keeps one GPU
-busy), bounded below by what must run in order: an arm's fine-tune and sampling, the
-reading of a seed's contexts (claim 4's features need them), then the CAFT fine-tune and
-its samplings on the mechanism model. The bandit detections and sandboxed unit tests run on the CPU beside the GPU
-work and are not counted.
+On eight GPUs the units spread over eight workers, one per GPU (several workers sharing a
+GPU were measured with SmolLM2 only), bounded below by what must run in order: an arm's
+fine-tune and sampling, the reading of a seed's contexts (claim 4's features need them),
+then the CAFT fine-tune and its samplings on the mechanism model. Claim 4's CAFT, ablation
+and capability work is counted in full, though it runs only when claim 4's checks pass.
+The bandit detections and sandboxed unit tests run on the CPU beside the GPU work and are
+not counted.
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.cost.is_file():
         parser.error(f"{args.cost}: no such file")
+    if args.gpus < 1:
+        parser.error(f"--gpus {args.gpus}: at least one GPU")
     cost = json.loads(args.cost.read_text(encoding="utf-8"))
     if cost.get("run", {}).get("gpu") is None:
         print("warning: these figures were not measured on a GPU; the projection is for that device", file=sys.stderr)
