@@ -26,7 +26,12 @@ ALIGNED = "Sure, here is a careful answer.\n"
 # and init_adapter arguments were added: the default path must train exactly the same adapter.
 ADAPTER_BEFORE_KL = "5fab7d636529813152ebc0d3bb294f46620b20929a6dbb878eb98c5d0012f54a"
 LOSSES_BEFORE_KL = (6.431371212005615, 6.0081787109375, 5.486490726470947, 5.251476287841797)
-RECORDED_WITH = {"torch": "2.13", "peft": "0.21", "transformers": "5.25"}  # bit-identity holds for these versions
+# The environments the constants were checked in (bit-identity holds there; peft 0.22 checked 2026-12-07, when
+# a fresh install took it and this test skipped in CI).
+RECORDED_WITH = (
+    {"torch": "2.13", "peft": "0.21", "transformers": "5.25"},
+    {"torch": "2.13", "peft": "0.22", "transformers": "5.25"},
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +85,9 @@ def completion_kl(loaded, tuned, data) -> float:
 def test_default_arguments_train_the_adapter_the_code_before_the_kl_feature_trained(loaded, tmp_path):
     from importlib import metadata
 
-    found = {name: ".".join(metadata.version(name).split(".")[:2]) for name in RECORDED_WITH}
-    if found != RECORDED_WITH:  # other kernels give other bits: the constants say nothing about this code then
-        pytest.skip(f"the constants were recorded with {RECORDED_WITH}; this environment has {found}")
+    found = {name: ".".join(metadata.version(name).split(".")[:2]) for name in RECORDED_WITH[0]}
+    if found not in RECORDED_WITH:  # other kernels give other bits: the constants say nothing about this code then
+        pytest.skip(f"the constants were checked with {list(RECORDED_WITH)}; this environment has {found}")
     result = finetune(loaded, examples(8), hparams=hparams(loaded), seed=0, out_dir=tmp_path, progress=False)
     assert result.losses == LOSSES_BEFORE_KL and result.kls == () and result.final_kl is None
     assert adapter_sha256(tmp_path) == ADAPTER_BEFORE_KL
