@@ -13,8 +13,9 @@ so per-kind seconds are each build's own wall time, and their sum can exceed the
 
 With `--builds` the JSON also lists every build: its kind, description, seconds, the parts
 its cache key was made of (role, n, seed, fine-tuning and sampling settings) and, for a
-sampling, how many answers it holds, their new tokens and how many ended: what
-bench/paper_projection.py scales to another profile's models.
+sampling, how many answers it holds, their new tokens and how many ended (read from its
+samples, so only with `--builds`): what a run built per arm and seed, to check a count such as
+bench/paper_projection.py's against.
 
 Finished times have one-second resolution; the timeline is approximate to that. Decides nothing.
 """
@@ -58,15 +59,15 @@ def answer_counts(directory: Path) -> dict[str, int] | None:
     return counts if counts["answers"] else None
 
 
-def read_builds(root: Path) -> list[Build]:
-    """Every complete artifact under `root`, as (kind, description, start, duration)."""
+def read_builds(root: Path, *, answers: bool = False) -> list[Build]:
+    """Every complete artifact under `root`: kind, description, start, duration, key parts (and answers if asked)."""
     builds = []
     for manifest in sorted(root.glob(f"*/*/{MANIFEST}")):
         data = json.loads(manifest.read_text(encoding="utf-8"))
         finished = datetime.fromisoformat(data["created"]).timestamp()
         seconds = float(data.get("build_seconds") or 0.0)
         builds.append(Build(data["kind"], data.get("description", ""), finished - seconds, seconds,
-                            data.get("parts") or {}, answer_counts(manifest.parent)))  # fmt: skip
+                            data.get("parts") or {}, answer_counts(manifest.parent) if answers else None))  # fmt: skip
     return builds
 
 
@@ -110,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.cache.is_dir():
         parser.error(f"{args.cache}: no such cache directory")
-    builds = read_builds(args.cache)
+    builds = read_builds(args.cache, answers=args.builds)
     if not builds:
         parser.error(f"{args.cache}: no complete artifacts (no */*/{MANIFEST})")
     kinds, line = by_kind(builds), timeline(builds, args.timeline)
