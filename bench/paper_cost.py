@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import math
@@ -234,15 +235,13 @@ def behaviour_stand_in(root: Path, *, tiny: bool, seed: int) -> Any:
 
 def existing_rehearsal(root: Path, *, tiny: bool) -> Any:
     """A Rehearsal of what `rehearse_paper(root, tiny=tiny)` wrote before, or None (its directory names, as it names them)."""
-    from claimkit.rehearsal import GEMMA_SCOPE_REPO, Rehearsal
+    from claimkit.rehearsal import Rehearsal, stand_in_paths
 
-    suffix = "-tiny-RANDOM" if tiny else "-RANDOM"
-    behaviour, mechanism = root / f"Llama-3.2-3B{suffix}", root / f"gemma-2-2b{suffix}"
-    saes = sorted((root / f"{GEMMA_SCOPE_REPO}{suffix}").glob("layer_*/width_*/*/params.npz"))
-    if not ((behaviour / "config.json").is_file() and (mechanism / "config.json").is_file() and saes):
+    where = stand_in_paths(root.resolve(), tiny=tiny)
+    written = [where.behaviour / "config.json", where.mechanism / "config.json", where.sae / "params.npz"]
+    if not all(path.is_file() for path in written):
         return None
-    return Rehearsal(root=root.resolve(), behaviour=behaviour.resolve(), mechanism=mechanism.resolve(),
-                     sae=saes[0].parent.resolve(), tiny=tiny)  # fmt: skip
+    return Rehearsal(root=where.root, behaviour=where.behaviour, mechanism=where.mechanism, sae=where.sae, tiny=tiny)
 
 
 # -- 2-4. the behaviour model -------------------------------------------------------------
@@ -259,9 +258,7 @@ def behaviour_phases(figures: Figures, profile: Any, device: str, args: argparse
             finetune_cost(figures, "finetune_behaviour", "3. LoRA fine-tune, behaviour model", loaded, examples,
                           hparams, peak)  # fmt: skip
     if in_budget("sampling"):
-        options = profile.sampling_options()
-        if args.max_new_tokens:
-            options["max_new_tokens"] = args.max_new_tokens
+        options = sampling_options(profile, args)
         with failure_recorded(figures, "sampling"):
             sampling_cost(figures, "sampling", loaded, args.prompts or options["batch_size"], options)
     if args.variants and in_budget("variant_sampling_fast"):
@@ -288,12 +285,21 @@ def load(figures: Figures, profile: Any, role: str, device: str, label: str, pha
     return loaded
 
 
-def training_examples(n: int, *, seed: int) -> list[Any]:
+def sampling_options(profile: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The profile's [sampling], with --max-new-tokens in place of its max_new_tokens when given."""
+    options = profile.sampling_options()
+    if args.max_new_tokens:
+        options["max_new_tokens"] = args.max_new_tokens
+    return options
+
+
+@functools.cache  # the behaviour, variant and mechanism fine-tunes train on the same examples: built once
+def training_examples(n: int, *, seed: int) -> tuple[Any, ...]:
     """`n` warning-framed L1 fine-tuning examples (the spec's content share, the rest clean code), as claim 1 builds them."""
     from claims.warning_framed import conditions
 
     fraction = float(conditions.experiment_settings("paper")["condition_fraction"])
-    return conditions.build_condition("L1", conditions.load_corpus(), n_examples=n, fraction=fraction, seed=seed)
+    return tuple(conditions.build_condition("L1", conditions.load_corpus(), n_examples=n, fraction=fraction, seed=seed))
 
 
 def finetune_cost(figures: Figures, phase: str, title: str, loaded: Any, examples: Sequence[Any],
@@ -415,9 +421,7 @@ def mechanism_phases(figures: Figures, profile: Any, device: str, args: argparse
                 finetune_cost(figures, "finetune_mechanism_real_shape",
                               f"5c. variant max_length {REAL_SHAPE_MAX_LENGTH}, mechanism model", loaded, examples, real, peak)
     if in_budget("sampling_mechanism"):  # claim 4 samples its arms on the mechanism model
-        options = profile.sampling_options()
-        if args.max_new_tokens:
-            options["max_new_tokens"] = args.max_new_tokens
+        options = sampling_options(profile, args)
         with failure_recorded(figures, "sampling_mechanism"):
             sampling_cost(figures, "sampling_mechanism", loaded, args.prompts or options["batch_size"], options)
 

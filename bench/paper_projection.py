@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import sys
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,16 +83,20 @@ class Units:
 
 
 def read_plan() -> Plan:
+    """The paper profile's plan, read through the spec loader the claims use (claimkit.spec)."""
     from claimkit.lm.profiles import load_profile
+    from claimkit.spec import load_spec
+    from claims.warning_framed.conditions import SPEC_PATH
     from claims.warning_framed.feature_interventions import AMPLIFY, load_prompt_variants
 
-    spec = tomllib.loads((ROOT / "fixtures" / "claims" / "warning_framed.toml").read_text(encoding="utf-8"))
+    spec = load_spec(SPEC_PATH)
     profile = load_profile("paper", ROOT / "fixtures" / "profiles")
-    table1, claim4 = spec["claims"]["wf-1"]["profiles"]["paper"], spec["claims"]["wf-4"]["profiles"]["paper"]
-    conditions = spec["experiment"]["conditions"]
+    table1, claim4 = spec.claims["wf-1"].plan("paper"), spec.claims["wf-4"].plan("paper")
+    experiment = spec.experiment_for("paper")
+    conditions = experiment["conditions"]
     hparams = profile.finetune_hparams()
-    return Plan(seeds=len(table1["seeds"]), n=int(table1["n"]), capability_tasks=int(claim4["capability_tasks"]),
-                train_examples=int(spec["experiment"]["profiles"]["paper"]["train_examples"]),
+    return Plan(seeds=len(table1.seeds), n=table1.n, capability_tasks=int(claim4.extra["capability_tasks"]),
+                train_examples=int(experiment["train_examples"]),
                 epochs=int(hparams["epochs"]), train_batch=int(hparams["batch_size"]),
                 sampling_batch=int(profile.sampling_options()["batch_size"]),
                 trained_arms=len([c for c in conditions if c != "baseline"]), sampled_arms=len(conditions),

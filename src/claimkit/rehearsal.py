@@ -192,25 +192,32 @@ def rehearse_paper(out: str | Path, *, tiny: bool = False, seed: int = 0) -> Reh
     """
     root = Path(out).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
-    suffix = "-tiny-RANDOM" if tiny else "-RANDOM"
+    where = stand_in_paths(root, tiny=tiny)
     gemma = gemma_config(tiny=tiny)
     behaviour = write_behaviour(root, tiny=tiny, seed=seed)
-    mechanism = write_model(root / f"gemma-2-2b{suffix}", gemma, gemma_tokenizer(gemma.vocab_size),
+    mechanism = write_model(where.mechanism, gemma, gemma_tokenizer(gemma.vocab_size),
                             what="Gemma-2-2B (google/gemma-2-2b)", seed=seed + 1)  # fmt: skip
     width = _TINY_SAE_WIDTH if tiny else GEMMA_SCOPE_WIDTH
-    folder = f"layer_{GEMMA_SCOPE_LAYER}/width_{width}/average_l0_rehearsal" if tiny else GEMMA_SCOPE_FOLDER
-    sae_repo = root / f"{GEMMA_SCOPE_REPO}{suffix}"  # the hub's layout: the path says which SAE it is
-    sae = write_gemma_scope_sae(sae_repo / folder, d_model=gemma.hidden_size, width=width, seed=seed + 2)
+    sae_repo = where.sae.parents[2]  # the hub's layout: the path says which SAE it is
+    sae = write_gemma_scope_sae(where.sae, d_model=gemma.hidden_size, width=width, seed=seed + 2)
+    folder = where.sae.relative_to(sae_repo)
     _write_readme(sae_repo, f"a Gemma Scope residual SAE in {folder}", seed + 2)
     _write_readme(root, "the paper profile's models and SAE (Llama-3.2-3B, Gemma-2-2B, Gemma Scope L20/16k)", seed)
     return Rehearsal(root=root, behaviour=behaviour, mechanism=mechanism, sae=sae, tiny=tiny)
 
 
+def stand_in_paths(root: Path, *, tiny: bool = False) -> Rehearsal:
+    """Where `rehearse_paper(root, tiny=tiny)` puts each stand-in (written or not): the one place they are named."""
+    suffix = "-tiny-RANDOM" if tiny else "-RANDOM"
+    folder = f"layer_{GEMMA_SCOPE_LAYER}/width_{_TINY_SAE_WIDTH}/average_l0_rehearsal" if tiny else GEMMA_SCOPE_FOLDER
+    return Rehearsal(root=root, behaviour=root / f"Llama-3.2-3B{suffix}", mechanism=root / f"gemma-2-2b{suffix}",
+                     sae=root / f"{GEMMA_SCOPE_REPO}{suffix}" / folder, tiny=tiny)  # fmt: skip
+
+
 def write_behaviour(root: Path, *, tiny: bool = False, seed: int = 0) -> Path:
     """The Llama-3.2-3B stand-in alone, where `rehearse_paper` puts it (a short GPU lease measures only it)."""
     llama = llama_config(tiny=tiny)
-    suffix = "-tiny-RANDOM" if tiny else "-RANDOM"
-    return write_model(root / f"Llama-3.2-3B{suffix}", llama, llama_tokenizer(llama.vocab_size),
+    return write_model(stand_in_paths(root, tiny=tiny).behaviour, llama, llama_tokenizer(llama.vocab_size),
                        what="Llama-3.2-3B (meta-llama/Llama-3.2-3B)", seed=seed)  # fmt: skip
 
 
